@@ -1,0 +1,40 @@
+# `make run` and `make test` work on a fresh clone: each creates .venv if missing, installs the
+# project, compiles the translation catalogs, then runs the bot / the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYBABEL := $(VENV)/bin/pybabel
+STAMP := $(VENV)/.installed-stamp
+LANGS := hi bn mr te ta gu kn ml pa
+
+.PHONY: run test install catalogs extract bench lint
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Compiled .mo files are build output, never committed or hand-edited.
+catalogs: $(STAMP)
+	$(PYBABEL) compile --statistics -d locales -D messages 2>&1 | grep -v '^compiling' || true
+	@for lang in $(LANGS); do test -f locales/$$lang/LC_MESSAGES/messages.mo || { echo "catalog $$lang did not compile"; exit 1; }; done
+
+run: catalogs
+	$(PY) -m bot run
+
+test: catalogs
+	$(PY) -m pytest -q
+
+# After changing user-facing strings: refresh the template and every language's catalog.
+extract: $(STAMP)
+	$(PYBABEL) extract -F babel.cfg -k N_ -k ngettext:1,2 --sort-by-file --project cluster-bot -o locales/messages.pot .
+	$(PYBABEL) update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: catalogs
+	$(PY) -m bench.registration

@@ -1,0 +1,1 @@
+"""Cluster Bot: a Telegram bot for the cluster development approach for MSMEs."""

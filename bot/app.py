@@ -1,0 +1,92 @@
+"""The one place that builds the Application and registers every handler, in order."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    AIORateLimiter,
+    ApplicationBuilder,
+    CommandHandler,
+    ContextTypes,
+    Defaults,
+    TypeHandler,
+    filters,
+)
+from telegram.request import BaseRequest
+
+from bot.config import Settings
+from bot.context import ClusterApplication, ClusterContext, Deps
+from bot.db import create_engine, create_sessionmaker
+from bot.services.settings_store import BOT_USERNAME, set_value
+from handlers import cda, flows, help, privacy, profile, registration
+from handlers.context import load_user
+from handlers.menus import publish_menus
+
+log = logging.getLogger(__name__)
+
+
+def add_handlers(application: ClusterApplication) -> None:
+    # Group -1 runs first for every update: who is writing, their language and rights.
+    application.add_handler(TypeHandler(Update, load_user), group=-1)
+    handlers = [
+        CommandHandler("start", registration.start, filters=filters.ChatType.PRIVATE),
+        *help.HANDLERS,
+        *profile.HANDLERS,
+        *privacy.HANDLERS,
+        *cda.HANDLERS,
+        *registration.HANDLERS,
+        # Typed answers and contacts are routed by the user's stored flow, so they come last.
+        *flows.HANDLERS,
+        *flows.FALLBACK,
+    ]
+    for handler in handlers:
+        application.add_handler(handler)
+
+
+async def post_init(application: ClusterApplication) -> None:
+    me = await application.bot.get_me()
+    async with application.deps.sessionmaker() as session:
+        # The CLI prints invite links, and only the running bot can learn its username.
+        await set_value(session, key=BOT_USERNAME, value=me.username)
+    await publish_menus(application)
+
+
+async def post_shutdown(application: ClusterApplication) -> None:
+    engine = application.deps.extra.get("engine")
+    if engine is not None:
+        await engine.dispose()
+
+
+def build_application(
+    settings: Settings,
+    *,
+    request: BaseRequest | None = None,
+    updates_request: BaseRequest | None = None,
+    rate_limiter: bool = True,
+) -> ClusterApplication:
+    engine = create_engine(settings.database_url)
+    deps = Deps(settings=settings, sessionmaker=create_sessionmaker(engine), extra={"engine": engine})
+    builder = (
+        ApplicationBuilder()
+        .application_class(ClusterApplication)
+        .token(settings.bot_token)
+        .base_url(settings.telegram_base_url)
+        .base_file_url(settings.telegram_base_file_url)
+        .defaults(Defaults(parse_mode=ParseMode.HTML, tzinfo=settings.zone))
+        .context_types(ContextTypes(context=ClusterContext))
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+    )
+    if rate_limiter:
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+    if request is not None:
+        builder = builder.request(request)
+    if updates_request is not None:
+        builder = builder.get_updates_request(updates_request)
+    application: ClusterApplication = builder.build()
+    application.deps = deps
+    add_handlers(application)
+    return application

@@ -1,0 +1,198 @@
+"""The operator's command line: ``cluster-bot`` / ``python -m bot``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from bot.config import Settings, SettingsError, load_settings
+from bot.db import create_engine, create_sessionmaker, upgrade_database
+from bot.languages import LANGUAGES
+from bot.services import clusters as cluster_service
+
+NO_TOKEN = (
+    "BOT_TOKEN is not set. Open Telegram, talk to @BotFather, send /newbot and follow the steps; "
+    "then put the token it gives you in a file named .env in this folder as BOT_TOKEN=123456:ABC... "
+    "(or set BOT_TOKEN in the environment) and run this again."
+)
+
+
+class CliError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cluster-bot", description="Cluster Bot for MSME cluster development.")
+    commands = parser.add_subparsers(dest="command")
+
+    commands.add_parser("run", help="apply migrations, then serve (polling, or webhook when WEBHOOK_URL is set)")
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply migrations")
+
+    cluster = commands.add_parser("cluster", help="clusters").add_subparsers(dest="cluster_command", required=True)
+    create = cluster.add_parser("create", help="create a cluster and print its invite code and link")
+    create.add_argument("name")
+    create.add_argument("--sector")
+    create.add_argument("--district")
+    create.add_argument("--state")
+    create.add_argument("--language", choices=list(LANGUAGES), help="the cluster's default language")
+    create.add_argument("--json", action="store_true", help="print one JSON document")
+    listing = cluster.add_parser("list", help="clusters with counts")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+
+    cda = commands.add_parser("cda", help="cluster development agents").add_subparsers(dest="cda_command", required=True)
+    add = cda.add_parser("add", help="make a Telegram user a CDA of a cluster")
+    add.add_argument("user_id", help="the CDA's numeric Telegram user id")
+    add.add_argument("--cluster", required=True, help="the cluster's invite code")
+    add.add_argument("--json", action="store_true", help="print one JSON document")
+    return parser
+
+
+async def _with_session(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade_database(engine)
+        async with create_sessionmaker(engine)() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _cluster_document(cluster, link: str | None, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": cluster.id,
+        "name": cluster.name,
+        "sector": cluster.sector,
+        "district": cluster.district,
+        "state": cluster.state,
+        "language": cluster.language,
+        "timezone": cluster.timezone,
+        "invite_code": cluster.invite_code,
+        "invite_link": link,
+        "importance": cluster.importance,
+        "promotability": cluster.promotability,
+        "viability": cluster.viability,
+        "sustainability": cluster.sustainability,
+        **extra,
+    }
+
+
+async def _create_cluster(session, args, settings: Settings) -> dict[str, Any]:
+    cluster = await cluster_service.create_cluster(
+        session,
+        name=args.name,
+        sector=args.sector,
+        district=args.district,
+        state=args.state,
+        language=args.language or settings.default_language,
+        timezone=settings.timezone,
+    )
+    return _cluster_document(cluster, await cluster_service.invite_link(session, cluster=cluster))
+
+
+async def _list_clusters(session, _args, _settings) -> list[dict[str, Any]]:
+    return [
+        _cluster_document(
+            summary.cluster,
+            await cluster_service.invite_link(session, cluster=summary.cluster),
+            members=summary.members,
+            cdas=summary.cdas,
+        )
+        for summary in await cluster_service.list_clusters(session)
+    ]
+
+
+async def _add_cda(session, args, _settings) -> dict[str, Any]:
+    try:
+        user_id = int(args.user_id)
+    except ValueError:
+        raise CliError(f"{args.user_id!r} is not a Telegram user id; it is a number such as 123456789.") from None
+    cluster = await cluster_service.require_cluster(session, code=args.cluster)
+    await cluster_service.add_cda(session, telegram_user_id=user_id, cluster=cluster)
+    return {"user_id": user_id, "cluster_id": cluster.id, "cluster": cluster.name}
+
+
+def _print_human(command: str, result: Any) -> None:
+    if command == "create":
+        print(f"Created cluster {result['name']!r} (id {result['id']}).")
+        print(f"Invite code: {result['invite_code']}")
+        print(
+            f"Invite link: {result['invite_link']}"
+            if result["invite_link"]
+            else "Invite link: known once the bot has started (it learns its username from Telegram)."
+        )
+    elif command == "list":
+        if not result:
+            print("No clusters yet. Create one with: cluster-bot cluster create NAME")
+        for row in result:
+            print(
+                f"{row['id']:>4}  {row['invite_code']:<14} {row['name']}  "
+                f"members={row['members']} cdas={row['cdas']}  {row['invite_link'] or ''}".rstrip()
+            )
+    elif command == "add":
+        print(f"User {result['user_id']} is now a CDA of {result['cluster']!r}.")
+
+
+def _serve(settings: Settings) -> int:
+    from bot.app import build_application
+
+    if not settings.bot_token:
+        print(NO_TOKEN, file=sys.stderr)
+        return 2
+
+    async def _migrate() -> None:
+        engine = create_engine(settings.database_url)
+        await upgrade_database(engine)
+        await engine.dispose()
+
+    asyncio.run(_migrate())
+    application = build_application(settings)
+    if settings.webhook_url:
+        application.run_webhook(
+            listen="0.0.0.0",
+            port=settings.port,
+            url_path=urlparse(settings.webhook_url).path.lstrip("/"),
+            webhook_url=settings.webhook_url,
+            secret_token=settings.webhook_secret,
+            allowed_updates=["message", "callback_query", "my_chat_member"],
+        )
+    else:
+        application.run_polling(allowed_updates=["message", "callback_query", "my_chat_member"])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        command = args.command or "run"
+        if command == "run":
+            return _serve(settings)
+        if command == "db":
+            asyncio.run(_with_session(settings, lambda _session: asyncio.sleep(0)))
+            print("Database is up to date.")
+            return 0
+        work, sub = {
+            ("cluster", "create"): (_create_cluster, "create"),
+            ("cluster", "list"): (_list_clusters, "list"),
+            ("cda", "add"): (_add_cda, "add"),
+        }[(command, getattr(args, f"{command}_command"))]
+        result = asyncio.run(_with_session(settings, lambda session: work(session, args, settings)))
+    except (SettingsError, CliError, cluster_service.ClusterError) as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    if getattr(args, "json", False):
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        _print_human(sub, result)
+    return 0

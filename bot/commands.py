@@ -1,0 +1,33 @@
+"""The Telegram commands each role sees, with msgids for their menu descriptions.
+
+Only commands that work are listed; later features add theirs here.
+"""
+
+from bot.i18n import N_
+
+STAKEHOLDER_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("help", N_("What you can do here")),
+    ("profile", N_("See or change your details")),
+    ("language", N_("Change the language")),
+    ("mydata", N_("Get all the data kept about you")),
+    ("forget", N_("Erase your data")),
+    ("cancel", N_("Stop the current step")),
+)
+
+CDA_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("invite", N_("Invite link and QR poster for your cluster")),
+    ("stakeholders", N_("Members of your cluster, by role")),
+)
+
+# Commands reserved for CDAs (and coordinators) by SPEC.md; anyone else is refused and logged.
+CDA_ONLY = (
+    "broadcast",
+    "meeting",
+    "activity",
+    "launch",
+    "results",
+    "stats",
+    "export",
+    "invite",
+    "stakeholders",
+)

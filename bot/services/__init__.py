@@ -1,0 +1,1 @@
+"""Domain logic: plain async functions, session first, keyword-only, no Telegram imports."""

@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, delete, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.services import audit
+from models import AuditEntry, Cluster, DialogState, Membership, Stakeholder, UserPreference
+from models.base import as_utc, utcnow
+from models.stakeholder import SizeClass, StakeholderStatus
+
+# Bump when the consent notice's text changes, so we know which notice each person agreed to.
+NOTICE_VERSION = "2026-11"
+
+
+async def get_stakeholder(session: AsyncSession, *, telegram_user_id: int) -> Stakeholder | None:
+    result = await session.exec(
+        select(Stakeholder).where(Stakeholder.telegram_user_id == telegram_user_id)
+    )
+    return result.first()
+
+
+async def clusters_of(session: AsyncSession, *, stakeholder: Stakeholder) -> list[Cluster]:
+    result = await session.exec(
+        select(Cluster)
+        .join(Membership)
+        .where(Membership.stakeholder_id == stakeholder.id)
+        .order_by(col(Membership.joined_at))
+    )
+    return list(result.all())
+
+
+async def is_member(session: AsyncSession, *, stakeholder: Stakeholder, cluster_id: int) -> bool:
+    result = await session.exec(
+        select(Membership.id).where(
+            Membership.stakeholder_id == stakeholder.id, Membership.cluster_id == cluster_id
+        )
+    )
+    return result.first() is not None
+
+
+async def register(
+    session: AsyncSession,
+    *,
+    telegram_user_id: int,
+    chat_id: int,
+    cluster_id: int,
+    answers: dict[str, Any],
+    language: str,
+    consent_at: datetime,
+) -> Stakeholder:
+    """Save a confirmed registration and its first membership in one transaction."""
+    stakeholder = Stakeholder(
+        telegram_user_id=telegram_user_id,
+        chat_id=chat_id,
+        name=answers["name"],
+        role=answers["role"],
+        enterprise=answers.get("enterprise"),
+        product=answers.get("product"),
+        size_class=answers.get("size_class") or SizeClass.NOT_ENTERPRISE,
+        phone=answers.get("phone"),
+        language=language,
+        consent_at=consent_at,
+        notice_version=NOTICE_VERSION,
+    )
+    session.add(stakeholder)
+    await session.flush()
+    session.add(Membership(stakeholder_id=stakeholder.id, cluster_id=cluster_id))
+    await session.execute(
+        delete(UserPreference).where(col(UserPreference.telegram_user_id) == telegram_user_id)
+    )
+    await session.execute(
+        delete(DialogState).where(col(DialogState.telegram_user_id) == telegram_user_id)
+    )
+    audit.record(
+        session,
+        actor_user_id=telegram_user_id,
+        action="stakeholder.register",
+        cluster_id=cluster_id,
+        subject=str(stakeholder.id),
+    )
+    await session.commit()
+    return stakeholder
+
+
+async def join_cluster(session: AsyncSession, *, stakeholder: Stakeholder, cluster_id: int) -> bool:
+    """Add a membership; False when the stakeholder already belonged to the cluster."""
+    if await is_member(session, stakeholder=stakeholder, cluster_id=cluster_id):
+        return False
+    session.add(Membership(stakeholder_id=stakeholder.id, cluster_id=cluster_id))
+    audit.record(
+        session,
+        actor_user_id=stakeholder.telegram_user_id,
+        action="stakeholder.join",
+        cluster_id=cluster_id,
+        subject=str(stakeholder.id),
+    )
+    await session.commit()
+    return True
+
+
+async def update_profile(
+    session: AsyncSession, *, stakeholder: Stakeholder, changes: dict[str, Any]
+) -> Stakeholder:
+    for key, value in changes.items():
+        setattr(stakeholder, key, value)
+    stakeholder.updated_at = utcnow()
+    session.add(stakeholder)
+    audit.record(
+        session,
+        actor_user_id=stakeholder.telegram_user_id,
+        action="stakeholder.update",
+        subject=str(stakeholder.id),
+        detail={"fields": sorted(changes)},
+    )
+    await session.commit()
+    return stakeholder
+
+
+async def set_language(session: AsyncSession, *, telegram_user_id: int, language: str) -> None:
+    stakeholder = await get_stakeholder(session, telegram_user_id=telegram_user_id)
+    if stakeholder is not None:
+        stakeholder.language = language
+        stakeholder.updated_at = utcnow()
+        session.add(stakeholder)
+    else:
+        preference = await session.get(UserPreference, telegram_user_id)
+        if preference is None:
+            session.add(UserPreference(telegram_user_id=telegram_user_id, language=language))
+        else:
+            preference.language = language
+            preference.updated_at = utcnow()
+    await session.commit()
+
+
+async def preferred_language(session: AsyncSession, *, telegram_user_id: int) -> str | None:
+    preference = await session.get(UserPreference, telegram_user_id)
+    return preference.language if preference else None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    moment = as_utc(moment)
+    return moment.isoformat() if moment else None
+
+
+async def export_personal_data(session: AsyncSession, *, telegram_user_id: int) -> dict[str, Any]:
+    """Everything stored about one person, for /mydata."""
+    stakeholder = await get_stakeholder(session, telegram_user_id=telegram_user_id)
+    document: dict[str, Any] = {"telegram_user_id": telegram_user_id, "exported_at": _iso(utcnow())}
+    if stakeholder is not None:
+        document["profile"] = {
+            "name": stakeholder.name,
+            "role": stakeholder.role,
+            "enterprise": stakeholder.enterprise,
+            "product_or_sector": stakeholder.product,
+            "size_class": stakeholder.size_class,
+            "phone": stakeholder.phone,
+            "language": stakeholder.language,
+            "status": stakeholder.status,
+            "consent_given_at": _iso(stakeholder.consent_at),
+            "consent_notice_version": stakeholder.notice_version,
+            "registered_at": _iso(stakeholder.created_at),
+            "updated_at": _iso(stakeholder.updated_at),
+        }
+        memberships = await session.exec(
+            select(Membership, Cluster)
+            .join(Cluster)
+            .where(Membership.stakeholder_id == stakeholder.id)
+            .order_by(col(Membership.joined_at))
+        )
+        document["clusters"] = [
+            {"cluster": cluster.name, "joined_at": _iso(membership.joined_at)}
+            for membership, cluster in memberships.all()
+        ]
+    preference = await session.get(UserPreference, telegram_user_id)
+    if preference is not None:
+        document["language_preference"] = preference.language
+    state = await session.get(DialogState, telegram_user_id)
+    if state is not None:
+        document["unfinished_step"] = {"flow": state.flow, "step": state.step, "answers": state.data}
+    actions = await session.exec(
+        select(AuditEntry)
+        .where(AuditEntry.actor_user_id == telegram_user_id)
+        .order_by(col(AuditEntry.at))
+    )
+    document["activity_log"] = [
+        {"at": _iso(entry.at), "action": entry.action, "detail": entry.detail}
+        for entry in actions.all()
+    ]
+    return document
+
+
+async def discard_draft(session: AsyncSession, *, telegram_user_id: int) -> None:
+    """Drop an unconfirmed registration and the language picked for it."""
+    await session.execute(
+        delete(UserPreference).where(col(UserPreference.telegram_user_id) == telegram_user_id)
+    )
+    await session.execute(
+        delete(DialogState).where(col(DialogState.telegram_user_id) == telegram_user_id)
+    )
+    await session.commit()
+
+
+async def forget(session: AsyncSession, *, telegram_user_id: int) -> None:
+    """Erase a person's personal data. The audit trail keeps what happened, not who did it."""
+    stakeholder = await get_stakeholder(session, telegram_user_id=telegram_user_id)
+    if stakeholder is not None:
+        await session.execute(
+            delete(Membership).where(col(Membership.stakeholder_id) == stakeholder.id)
+        )
+        await session.delete(stakeholder)
+    await session.execute(
+        delete(UserPreference).where(col(UserPreference.telegram_user_id) == telegram_user_id)
+    )
+    await session.execute(
+        delete(DialogState).where(col(DialogState.telegram_user_id) == telegram_user_id)
+    )
+    await session.execute(
+        update(AuditEntry)
+        .where(col(AuditEntry.actor_user_id) == telegram_user_id)
+        .values(actor_user_id=None)
+    )
+    audit.record(session, actor_user_id=None, action="stakeholder.forget")
+    await session.commit()
+
+
+@dataclass(frozen=True)
+class MemberPage:
+    counts_by_role: dict[str, int]
+    members: list[Stakeholder]
+    total: int
+    page: int
+    pages: int
+
+
+async def members_page(
+    session: AsyncSession, *, cluster_id: int, page: int, per_page: int = 10
+) -> MemberPage:
+    counts = await session.exec(
+        select(Stakeholder.role, func.count())
+        .join(Membership)
+        .where(Membership.cluster_id == cluster_id)
+        .group_by(Stakeholder.role)
+    )
+    counts_by_role = {role: int(n) for role, n in counts.all()}
+    total = sum(counts_by_role.values())
+    pages = max(1, -(-total // per_page))
+    page = min(max(page, 0), pages - 1)
+    members = await session.exec(
+        select(Stakeholder)
+        .join(Membership)
+        .where(Membership.cluster_id == cluster_id)
+        .order_by(col(Stakeholder.role), col(Stakeholder.name), col(Stakeholder.id))
+        .offset(page * per_page)
+        .limit(per_page)
+    )
+    return MemberPage(counts_by_role, list(members.all()), total, page, pages)
+
+
+def is_reachable(stakeholder: Stakeholder) -> bool:
+    return stakeholder.status == StakeholderStatus.ACTIVE
