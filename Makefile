@@ -30,7 +30,7 @@ test: catalogs
 
 # After changing user-facing strings: refresh the template and every language's catalog.
 extract: $(STAMP)
-	$(PYBABEL) extract -F babel.cfg -k N_ -k ngettext:1,2 --sort-by-file --project cluster-bot -o locales/messages.pot .
+	$(PYBABEL) extract -F babel.cfg -k N_ -k t -k ngettext:1,2 --sort-by-file --project cluster-bot -o locales/messages.pot .
 	$(PYBABEL) update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
 
 lint: $(STAMP)

@@ -95,10 +95,10 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(*, env_file: str | None = ".env", **overrides: object) -> Settings:
     """Read settings, turning pydantic's report into one sentence per bad variable."""
     try:
-        return Settings(**overrides)
+        return Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -70,10 +70,10 @@ async def register(
     session.add(stakeholder)
     await session.flush()
     session.add(Membership(stakeholder_id=stakeholder.id, cluster_id=cluster_id))
-    await session.execute(
+    await session.exec(
         delete(UserPreference).where(col(UserPreference.telegram_user_id) == telegram_user_id)
     )
-    await session.execute(
+    await session.exec(
         delete(DialogState).where(col(DialogState.telegram_user_id) == telegram_user_id)
     )
     audit.record(
@@ -196,10 +196,10 @@ async def export_personal_data(session: AsyncSession, *, telegram_user_id: int) 
 
 async def discard_draft(session: AsyncSession, *, telegram_user_id: int) -> None:
     """Drop an unconfirmed registration and the language picked for it."""
-    await session.execute(
+    await session.exec(
         delete(UserPreference).where(col(UserPreference.telegram_user_id) == telegram_user_id)
     )
-    await session.execute(
+    await session.exec(
         delete(DialogState).where(col(DialogState.telegram_user_id) == telegram_user_id)
     )
     await session.commit()
@@ -209,17 +209,17 @@ async def forget(session: AsyncSession, *, telegram_user_id: int) -> None:
     """Erase a person's personal data. The audit trail keeps what happened, not who did it."""
     stakeholder = await get_stakeholder(session, telegram_user_id=telegram_user_id)
     if stakeholder is not None:
-        await session.execute(
+        await session.exec(
             delete(Membership).where(col(Membership.stakeholder_id) == stakeholder.id)
         )
         await session.delete(stakeholder)
-    await session.execute(
+    await session.exec(
         delete(UserPreference).where(col(UserPreference.telegram_user_id) == telegram_user_id)
     )
-    await session.execute(
+    await session.exec(
         delete(DialogState).where(col(DialogState.telegram_user_id) == telegram_user_id)
     )
-    await session.execute(
+    await session.exec(
         update(AuditEntry)
         .where(col(AuditEntry.actor_user_id) == telegram_user_id)
         .values(actor_user_id=None)
