@@ -36,10 +36,10 @@ async def rows_about(sessionmaker, user_id: int) -> dict[str, int]:
     }
 
 
-def tr(language: str, msgid: str, **values) -> str:
-    text = Translator(language)(msgid)
+def tr(lang: str, msgid: str, /, **values) -> str:
+    text = Translator(lang)(msgid)
     return text.format(**values) if values else text
 
 
-def tr_first_line(language: str, msgid: str, **values) -> str:
-    return tr(language, msgid, **values).split("\n")[0]
+def tr_first_line(lang: str, msgid: str, /, **values) -> str:
+    return tr(lang, msgid, **values).split("\n")[0]
