@@ -1,0 +1,90 @@
+"""The operator's side: settings validation and the CLI, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("database_url", "mysql://x"),
+        ("telegram_base_url", "not a url"),
+        ("default_language", "fr"),
+        ("timezone", "India/Delhi"),
+        ("cda_user_ids", "12,abc"),
+        ("port", "eighty"),
+    ],
+)
+def test_invalid_setting_names_the_variable(variable, value):
+    with pytest.raises(SettingsError) as error:
+        load_settings(env_file=None, **{variable: value})
+    assert variable.upper() in str(error.value)
+
+
+def test_webhook_requires_a_secret():
+    with pytest.raises(SettingsError) as error:
+        load_settings(env_file=None, webhook_url="https://bot.example.org/hook")
+    assert "WEBHOOK_SECRET" in str(error.value)
+
+
+def test_cda_ids_from_a_comma_separated_list():
+    assert load_settings(env_file=None, cda_user_ids="1, 22 ,333").cda_user_ids == {1, 22, 333}
+
+
+def run_cli(tmp_path, *args, env=None):
+    environment = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN", "TEST_DATABASE_URL")}
+    environment["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    environment["PYTHONPATH"] = str(ROOT)
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=tmp_path, env=environment,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_cli_creates_lists_and_assigns(tmp_path):
+    created = run_cli(tmp_path, "cluster", "create", "Moradabad Brassware", "--sector", "brass",
+                      "--district", "Moradabad", "--state", "Uttar Pradesh", "--language", "hi", "--json")
+    assert created.returncode == 0, created.stderr
+    cluster = json.loads(created.stdout)
+    assert cluster["name"] == "Moradabad Brassware" and cluster["language"] == "hi"
+    assert 8 <= len(cluster["invite_code"]) <= 32 and cluster["invite_link"] is None
+
+    duplicate = run_cli(tmp_path, "cluster", "create", "Moradabad Brassware")
+    assert duplicate.returncode != 0 and "already exists" in duplicate.stderr and duplicate.stdout == ""
+
+    assigned = run_cli(tmp_path, "cda", "add", "424242", "--cluster", cluster["invite_code"], "--json")
+    assert assigned.returncode == 0 and json.loads(assigned.stdout)["user_id"] == 424242
+    again = run_cli(tmp_path, "cda", "add", "424242", "--cluster", cluster["invite_code"])
+    assert again.returncode != 0 and "already a CDA" in again.stderr
+    unknown = run_cli(tmp_path, "cda", "add", "424242", "--cluster", "NoSuchCode99")
+    assert unknown.returncode != 0 and "cluster list" in unknown.stderr
+    bad_id = run_cli(tmp_path, "cda", "add", "abc", "--cluster", cluster["invite_code"])
+    assert bad_id.returncode != 0 and "not a Telegram user id" in bad_id.stderr
+
+    listed = run_cli(tmp_path, "cluster", "list", "--json")
+    rows = json.loads(listed.stdout)
+    assert [(r["name"], r["members"], r["cdas"]) for r in rows] == [("Moradabad Brassware", 0, 1)]
+
+
+def test_run_without_token_says_how_to_get_one(tmp_path):
+    result = run_cli(tmp_path, "run")
+    assert result.returncode != 0
+    assert "@BotFather" in result.stderr and ".env" in result.stderr
+
+
+def test_db_upgrade_and_bad_setting(tmp_path):
+    assert run_cli(tmp_path, "db", "upgrade").returncode == 0
+    broken = run_cli(tmp_path, "db", "upgrade", env={"TIMEZONE": "Nowhere/Here"})
+    assert broken.returncode != 0 and "TIMEZONE" in broken.stderr
