@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from bot.languages import LANGUAGES
 
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _webhook_needs_secret(self) -> "Settings":
+    def _webhook_needs_secret(self) -> Settings:
         if self.webhook_url and not self.webhook_secret:
             raise ValueError(
                 "WEBHOOK_SECRET must be set when WEBHOOK_URL is: Telegram sends it with every "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from PIL import ImageFont
@@ -33,7 +33,7 @@ def script_of(text: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _find(stem: str) -> Path | None:
     for folder in FONT_DIRS:
         if folder.exists():

@@ -7,7 +7,7 @@ module-level constants translated later, with :func:`N_`.
 from __future__ import annotations
 
 from datetime import date, datetime
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ def N_(message: str) -> str:
     return message
 
 
-@lru_cache(maxsize=None)
+@cache
 def _catalog(language: str) -> NullTranslations:
     if language == "en":
         return NullTranslations()

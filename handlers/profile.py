@@ -111,7 +111,7 @@ async def _save(update: Update, context: ClusterContext, answers: dict[str, Any]
     async with context.session() as session:
         if missing is not None:
             # A new role that runs an enterprise needs its name and size before anything is saved.
-            state = await dialogs.set_state(
+            await dialogs.set_state(
                 session, telegram_user_id=stakeholder.telegram_user_id, flow=PROFILE, step=missing.key,
                 data={"answers": answers},
             )

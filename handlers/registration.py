@@ -27,7 +27,6 @@ from bot.services.fields import (
     next_missing,
     with_answer,
 )
-from handlers.menus import commands_changed
 from handlers.common import (
     answer_stale,
     ask_field,
@@ -39,6 +38,7 @@ from handlers.common import (
     summary_lines,
 )
 from handlers.help import help_text
+from handlers.menus import commands_changed
 from models import Cluster, DialogState
 from models.base import utcnow
 

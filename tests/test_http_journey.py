@@ -53,7 +53,7 @@ async def test_registration_over_http(database_url, sessionmaker):
                             if button["text"] == label:
                                 count = len(api.sent(USER))
                                 api.push_update(api.make_callback(USER, button["callback_data"], message))
-                                await wait_for(lambda: len(api.sent(USER)) > count)
+                                await wait_for(lambda count=count: len(api.sent(USER)) > count)
                                 return
                 raise AssertionError(label)
 

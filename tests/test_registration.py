@@ -8,8 +8,8 @@ from sqlmodel import select
 
 from bot.services.stakeholders import NOTICE_VERSION
 from models import AuditEntry, DialogState, Membership
-from tests.conftest import start_app, stop_app
 from tests.chat import ChatUser
+from tests.conftest import start_app, stop_app
 from tests.helpers import make_cluster, rows_about, stakeholder_of, tr, tr_first_line
 
 USER = 5_550_001
