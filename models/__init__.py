@@ -5,8 +5,16 @@ from sqlmodel import SQLModel
 from models.audit import AuditEntry
 from models.cluster import CdaAssignment, Cluster
 from models.dialog import DialogState, UserPreference
+from models.outbox import OutboxMessage, OutboxStatus
 from models.settings import BotSetting
 from models.stakeholder import Membership, Stakeholder
+from models.survey import (
+    LinkageEdge,
+    Survey,
+    SurveyInvitation,
+    SurveyLaunch,
+    SurveyResponse,
+)
 
 metadata = SQLModel.metadata
 
@@ -16,8 +24,15 @@ __all__ = [
     "CdaAssignment",
     "Cluster",
     "DialogState",
+    "LinkageEdge",
     "Membership",
+    "OutboxMessage",
+    "OutboxStatus",
     "Stakeholder",
+    "Survey",
+    "SurveyInvitation",
+    "SurveyLaunch",
+    "SurveyResponse",
     "UserPreference",
     "metadata",
 ]
