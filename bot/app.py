@@ -20,8 +20,10 @@ from telegram.request import BaseRequest
 from bot.config import Settings
 from bot.context import ClusterApplication, ClusterContext, Deps
 from bot.db import create_engine, create_sessionmaker
+from bot.jobs import schedule_jobs
+from bot.sender import OutboxSender
 from bot.services.settings_store import BOT_USERNAME, set_value
-from handlers import cda, flows, help, privacy, profile, registration
+from handlers import cda, flows, help, privacy, profile, registration, survey, survey_admin
 from handlers.context import load_user
 from handlers.menus import publish_menus
 
@@ -38,6 +40,8 @@ def add_handlers(application: ClusterApplication) -> None:
         *privacy.HANDLERS,
         *cda.HANDLERS,
         *registration.HANDLERS,
+        *survey.HANDLERS,
+        *survey_admin.HANDLERS,
         # Typed answers and contacts are routed by the user's stored flow, so they come last.
         *flows.HANDLERS,
         *flows.FALLBACK,
@@ -52,9 +56,17 @@ async def post_init(application: ClusterApplication) -> None:
         # The CLI prints invite links, and only the running bot can learn its username.
         await set_value(session, key=BOT_USERNAME, value=me.username)
     await publish_menus(application)
+    sender = OutboxSender(application.bot, application.deps.sessionmaker, rate=application.deps.settings.outbox_rate)
+    application.deps.extra["sender"] = sender
+    if application.deps.extra.get("background", True):
+        sender.start()
+        schedule_jobs(application)
 
 
 async def post_shutdown(application: ClusterApplication) -> None:
+    sender = application.deps.extra.get("sender")
+    if sender is not None:
+        await sender.stop()
     engine = application.deps.extra.get("engine")
     if engine is not None:
         await engine.dispose()
@@ -66,9 +78,10 @@ def build_application(
     request: BaseRequest | None = None,
     updates_request: BaseRequest | None = None,
     rate_limiter: bool = True,
+    background: bool = True,
 ) -> ClusterApplication:
     engine = create_engine(settings.database_url)
-    deps = Deps(settings=settings, sessionmaker=create_sessionmaker(engine), extra={"engine": engine})
+    deps = Deps(settings=settings, sessionmaker=create_sessionmaker(engine), extra={"engine": engine, "background": background})
     builder = (
         ApplicationBuilder()
         .application_class(ClusterApplication)

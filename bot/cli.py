@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -15,6 +16,8 @@ from bot.config import Settings, SettingsError, load_settings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
 from bot.languages import LANGUAGES
 from bot.services import clusters as cluster_service
+from bot.services.surveys import service as survey_service
+from bot.services.surveys.loaders import SurveyFormatError, load_file
 
 NO_TOKEN = (
     "BOT_TOKEN is not set. Open Telegram, talk to @BotFather, send /newbot and follow the steps; "
@@ -46,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true", help="print one JSON document")
     listing = cluster.add_parser("list", help="clusters with counts")
     listing.add_argument("--json", action="store_true", help="print one JSON document")
+
+    survey = commands.add_parser("survey", help="surveys").add_subparsers(dest="survey_command", required=True)
+    survey_import = survey.add_parser("import", help="load a survey from YAML or an XLSForm .xlsx")
+    survey_import.add_argument("file")
+    survey_import.add_argument("--cluster", required=True, help="the cluster's invite code")
+    survey_import.add_argument("--json", action="store_true", help="print one JSON document")
+    survey_list = survey.add_parser("list", help="surveys and their response counts")
+    survey_list.add_argument("--cluster", help="only this cluster (invite code)")
+    survey_list.add_argument("--json", action="store_true", help="print one JSON document")
 
     cda = commands.add_parser("cda", help="cluster development agents").add_subparsers(dest="cda_command", required=True)
     add = cda.add_parser("add", help="make a Telegram user a CDA of a cluster")
@@ -94,7 +106,12 @@ async def _create_cluster(session, args, settings: Settings) -> dict[str, Any]:
         language=args.language or settings.default_language,
         timezone=settings.timezone,
     )
-    return _cluster_document(cluster, await cluster_service.invite_link(session, cluster=cluster))
+    templates = await survey_service.install_templates(session, cluster=cluster)
+    return _cluster_document(
+        cluster,
+        await cluster_service.invite_link(session, cluster=cluster),
+        surveys=[f"{survey.form_id} v{survey.version}" for survey in templates],
+    )
 
 
 async def _list_clusters(session, _args, _settings) -> list[dict[str, Any]]:
@@ -119,6 +136,47 @@ async def _add_cda(session, args, _settings) -> dict[str, Any]:
     return {"user_id": user_id, "cluster_id": cluster.id, "cluster": cluster.name}
 
 
+async def _import_survey(session, args, _settings) -> dict[str, Any]:
+    cluster = await cluster_service.require_cluster(session, code=args.cluster)
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{args.file}: no such file.")
+    try:
+        result = load_file(path)
+    except SurveyFormatError as error:
+        raise CliError(f"{path.name}: {error}") from None
+    survey = await survey_service.import_survey(session, cluster=cluster, result=result, source=path.suffix.lstrip(".").lower())
+    for warning in result.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+    return {**_survey_document(survey, 0, 0, 0), "cluster": cluster.name, "warnings": result.warnings}
+
+
+def _survey_document(survey, launches: int, responses: int, completed: int) -> dict[str, Any]:
+    return {
+        "id": survey.id,
+        "cluster_id": survey.cluster_id,
+        "form_id": survey.form_id,
+        "version": survey.version,
+        "title": survey.title.get(survey.default_language) or survey.form_id,
+        "languages": sorted(survey.title),
+        "anonymous": survey.anonymous,
+        "questions": len(survey.definition.get("questions", [])),
+        "launches": launches,
+        "responses": responses,
+        "completed": completed,
+    }
+
+
+async def _list_surveys(session, args, _settings) -> list[dict[str, Any]]:
+    cluster_id = None
+    if args.cluster:
+        cluster_id = (await cluster_service.require_cluster(session, code=args.cluster)).id
+    return [
+        _survey_document(item.survey, item.launches, item.responses, item.completed)
+        for item in await survey_service.list_surveys(session, cluster_id=cluster_id)
+    ]
+
+
 def _print_human(command: str, result: Any) -> None:
     if command == "create":
         print(f"Created cluster {result['name']!r} (id {result['id']}).")
@@ -128,6 +186,8 @@ def _print_human(command: str, result: Any) -> None:
             if result["invite_link"]
             else "Invite link: known once the bot has started (it learns its username from Telegram)."
         )
+        if result.get("surveys"):
+            print("Survey templates installed: " + ", ".join(result["surveys"]))
     elif command == "list":
         if not result:
             print("No clusters yet. Create one with: cluster-bot cluster create NAME")
@@ -136,6 +196,14 @@ def _print_human(command: str, result: Any) -> None:
                 f"{row['id']:>4}  {row['invite_code']:<14} {row['name']}  "
                 f"members={row['members']} cdas={row['cdas']}  {row['invite_link'] or ''}".rstrip()
             )
+    elif command == "import":
+        print(f"Imported {result['form_id']} v{result['version']} ({result['questions']} questions) into {result['cluster']!r}.")
+    elif command == "surveys":
+        if not result:
+            print("No surveys yet. Import one with: cluster-bot survey import FILE --cluster CODE")
+        for row in result:
+            print(f"{row['id']:>4}  {row['form_id']} v{row['version']}  {row['title']}  "
+                  f"launches={row['launches']} responses={row['responses']} completed={row['completed']}")
     elif command == "add":
         print(f"User {result['user_id']} is now a CDA of {result['cluster']!r}.")
 
@@ -186,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
             ("cluster", "create"): (_create_cluster, "create"),
             ("cluster", "list"): (_list_clusters, "list"),
             ("cda", "add"): (_add_cda, "add"),
+            ("survey", "import"): (_import_survey, "import"),
+            ("survey", "list"): (_list_surveys, "surveys"),
         }[(command, getattr(args, f"{command}_command"))]
         result = asyncio.run(_with_session(settings, lambda session: work(session, args, settings)))
-    except (SettingsError, CliError, cluster_service.ClusterError) as error:
+    except (SettingsError, CliError, cluster_service.ClusterError, survey_service.SurveyError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
     if getattr(args, "json", False):

@@ -7,6 +7,7 @@ from bot.i18n import N_
 
 STAKEHOLDER_COMMANDS: tuple[tuple[str, str], ...] = (
     ("help", N_("What you can do here")),
+    ("surveys", N_("Surveys for you to answer")),
     ("profile", N_("See or change your details")),
     ("language", N_("Change the language")),
     ("mydata", N_("Get all the data kept about you")),
@@ -17,6 +18,8 @@ STAKEHOLDER_COMMANDS: tuple[tuple[str, str], ...] = (
 CDA_COMMANDS: tuple[tuple[str, str], ...] = (
     ("invite", N_("Invite link and QR poster for your cluster")),
     ("stakeholders", N_("Members of your cluster, by role")),
+    ("launch", N_("Send a survey to stakeholders")),
+    ("results", N_("Answers to the surveys you sent")),
 )
 
 # Commands reserved for CDAs (and coordinators) by SPEC.md; anyone else is refused and logged.

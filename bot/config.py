@@ -7,7 +7,7 @@ from typing import Annotated
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.languages import LANGUAGES
@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: str | None = None
     port: int = 8080
+    # Messages per second the outbox sends; Telegram allows about 30 overall.
+    outbox_rate: float = Field(default=28.0, gt=0, le=30)
 
     @field_validator("cda_user_ids", mode="before")
     @classmethod

@@ -8,11 +8,14 @@ from telegram.ext import MessageHandler, filters
 from bot.callbacks import PROFILE, REGISTRATION
 from bot.context import ClusterContext
 from bot.services import dialogs
-from handlers import profile, registration
+from handlers import profile, registration, survey, survey_admin
 from handlers.common import send
 
-TEXT_ROUTES = {REGISTRATION: registration.on_text, PROFILE: profile.on_text}
+TEXT_ROUTES = {REGISTRATION: registration.on_text, PROFILE: profile.on_text, survey.FLOW: survey.on_text,
+               survey_admin.FLOW: survey_admin.on_text}
 CONTACT_ROUTES = {REGISTRATION: registration.on_contact, PROFILE: profile.on_contact}
+PHOTO_ROUTES = {survey.FLOW: survey.on_photo}
+LOCATION_ROUTES = {survey.FLOW: survey.on_location}
 
 
 async def _state(update: Update, context: ClusterContext):
@@ -31,13 +34,25 @@ async def on_text(update: Update, context: ClusterContext) -> None:
         await send(update, context.t("I did not understand that. Send /help to see what you can do."))
 
 
-async def on_contact(update: Update, context: ClusterContext) -> None:
-    state = await _state(update, context)
-    route = CONTACT_ROUTES.get(state.flow) if state else None
-    if route is not None:
-        await route(update, context, state)
-    else:
-        await send(update, context.t("I did not understand that. Send /help to see what you can do."))
+def _router(routes):
+    async def route_message(update: Update, context: ClusterContext) -> None:
+        state = await _state(update, context)
+        route = routes.get(state.flow) if state else None
+        if route is not None:
+            await route(update, context, state)
+        elif state is not None and state.flow in TEXT_ROUTES:
+            # The right flow, the wrong kind of message (a file where a photo is asked...).
+            await TEXT_ROUTES[state.flow](update, context, state)
+        else:
+            await send(update, context.t("I did not understand that. Send /help to see what you can do."))
+
+    return route_message
+
+
+on_contact = _router(CONTACT_ROUTES)
+on_photo = _router(PHOTO_ROUTES)
+on_location = _router(LOCATION_ROUTES)
+on_other = _router({})
 
 
 async def on_unknown_command(update: Update, context: ClusterContext) -> None:
@@ -47,5 +62,8 @@ async def on_unknown_command(update: Update, context: ClusterContext) -> None:
 HANDLERS = [
     MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, on_text),
     MessageHandler(filters.ChatType.PRIVATE & filters.CONTACT, on_contact),
+    MessageHandler(filters.ChatType.PRIVATE & filters.PHOTO, on_photo),
+    MessageHandler(filters.ChatType.PRIVATE & filters.LOCATION, on_location),
+    MessageHandler(filters.ChatType.PRIVATE & (filters.Document.ALL | filters.VOICE | filters.VIDEO | filters.Sticker.ALL), on_other),
 ]
 FALLBACK = [MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, on_unknown_command)]

@@ -75,6 +75,7 @@ async def start_app(settings: Settings, api: FakeBotApi):
         request=RecordingRequest(api),
         updates_request=RecordingRequest(api),
         rate_limiter=False,
+        background=False,
     )
     await application.initialize()
     await post_init(application)

@@ -20,9 +20,9 @@ __all__ = ["Expression", "ExpressionError", "parse"]
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 50
+# Python has no regex timeout, so the pattern length is the one cheap bound on backtracking cost.
 MAX_PATTERN = 200
 
-# Python has no regex timeout, so the pattern length is the one cheap bound on backtracking cost.
 _NAN = math.nan
 
 
@@ -81,7 +81,9 @@ def _to_float(value: Any) -> float:
 
 def _plain(number: float) -> int | float:
     """Integral doubles as ints, so results read as "3" rather than "3.0" wherever they are shown."""
-    if number.is_integer() and abs(number) <= _EXACT_FLOAT:
+    # -0.0 stays a float: 1 div -0 must still be -Infinity.
+    negative_zero = number == 0 and math.copysign(1.0, number) < 0
+    if number.is_integer() and abs(number) <= _EXACT_FLOAT and not negative_zero:
         return int(number)
     return number
 
@@ -117,7 +119,9 @@ def _to_string(value: Any) -> str:
 def _to_boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, float):
         return value != 0 and not math.isnan(value)
     return len(value) > 0
 
