@@ -147,6 +147,12 @@ async def show_question(update: Update, context: ClusterContext, loaded: Loaded,
     if question.type == "select_stakeholders":
         members, page, pages = await _member_page(context, loaded, 0)
     markup = question_markup(t, loaded.definition, question, response.id, response.answers, response.pending, members, page, pages)
+    if response.message_id is not None:
+        # The question is asked again below: the older copy keeps no live button.
+        try:
+            await context.bot.edit_message_reply_markup(chat_id=update.effective_chat.id, message_id=response.message_id, reply_markup=None)
+        except BadRequest:
+            pass
     message = await send(update, text, reply_markup=markup)
     async with context.session() as session:
         fresh = await session.get(SurveyResponse, response.id)
