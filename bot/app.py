@@ -22,6 +22,7 @@ from bot.context import ClusterApplication, ClusterContext, Deps
 from bot.db import create_engine, create_sessionmaker
 from bot.jobs import schedule_jobs
 from bot.sender import OutboxSender
+from bot.updates import PerUserUpdateProcessor
 from bot.services.settings_store import BOT_USERNAME, set_value
 from handlers import cda, flows, help, privacy, profile, registration, survey, survey_admin
 from handlers.context import load_user
@@ -92,6 +93,7 @@ def build_application(
         .context_types(ContextTypes(context=ClusterContext))
         .post_init(post_init)
         .post_shutdown(post_shutdown)
+        .concurrent_updates(PerUserUpdateProcessor(64))
     )
     if rate_limiter:
         builder = builder.rate_limiter(AIORateLimiter(max_retries=3))

@@ -88,3 +88,22 @@ def test_db_upgrade_and_bad_setting(tmp_path):
     assert run_cli(tmp_path, "db", "upgrade").returncode == 0
     broken = run_cli(tmp_path, "db", "upgrade", env={"TIMEZONE": "Nowhere/Here"})
     assert broken.returncode != 0 and "TIMEZONE" in broken.stderr
+
+
+def test_cli_imports_surveys_and_lists_them(tmp_path):
+    from tests.xlsforms import MSME_CHECK_CHOICES, MSME_CHECK_ROWS, write_xlsform
+
+    created = json.loads(run_cli(tmp_path, "cluster", "create", "Ludhiana Bicycles", "--json").stdout)
+    assert sorted(created["surveys"]) == ["activity_feedback v2026.1", "diagnostic_study v2026.1", "trust_linkage v2026.1"]
+    form = write_xlsform(tmp_path / "check.xlsx", MSME_CHECK_ROWS, MSME_CHECK_CHOICES)
+    imported = run_cli(tmp_path, "survey", "import", str(form), "--cluster", created["invite_code"], "--json")
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["questions"] == 5 and "Warning: हिन्दी (hi)" in imported.stderr
+    again = run_cli(tmp_path, "survey", "import", str(form), "--cluster", created["invite_code"])
+    assert again.returncode != 0 and "change the version" in again.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("form_id: x\nquestions:\n  - {name: a, type: calculate, label: A}\n", encoding="utf-8")
+    refused = run_cli(tmp_path, "survey", "import", str(bad), "--cluster", created["invite_code"])
+    assert refused.returncode != 0 and "calculate" in refused.stderr
+    listed = json.loads(run_cli(tmp_path, "survey", "list", "--cluster", created["invite_code"], "--json").stdout)
+    assert [row["form_id"] for row in listed] == ["activity_feedback", "diagnostic_study", "trust_linkage", "msme_check"]

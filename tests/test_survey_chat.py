@@ -255,3 +255,71 @@ async def test_results_and_permissions(app, api, sessionmaker, user_factory):
     outsider = user_factory(6_999_999, language_code="en")
     await outsider.press(f"svs:{launch.id}", murugan.bot_messages()[-1])
     assert outsider.alerts() == ["This survey is not open for you."]
+
+
+MEDIA_FORM = """
+form_id: site_visit
+version: "1"
+default_language: en
+title: {en: Site visit, hi: साइट विज़िट}
+questions:
+  - {name: intro, type: acknowledge, label: {en: "I am at the unit now", hi: मैं अभी इकाई पर हूँ}}
+  - {name: photo, type: image, required: true, label: {en: Photo of the furnace, hi: भट्ठी की फ़ोटो}}
+  - {name: where, type: geopoint, label: {en: "Where is the unit?", hi: "इकाई कहाँ है?"}}
+  - {name: visited, type: date, required: true, constraint: ". <= today()", label: {en: Date of the visit, hi: विज़िट की तारीख}}
+"""
+
+
+async def test_photo_location_date_and_acknowledge(app, api, sessionmaker, tmp_path):
+    cluster = await setup_cluster(sessionmaker)
+    path = tmp_path / "visit.yaml"
+    path.write_text(MEDIA_FORM, encoding="utf-8")
+    await import_into(sessionmaker, cluster, path)
+    launch = await launch_via_chat(app, api, "Site visit")
+    asha = ChatUser(app, api, ASHA)
+    await asha.click(tr("hi", "▶ Start"))
+    await asha.click(tr("hi", "OK ✔"))
+    await asha.send("यह रही फ़ोटो")
+    assert tr("hi", "Please send a photo.") in asha.last_text()
+    await asha._process(api.make_message(ASHA, None, photo=b"\x89PNG fake furnace"))
+    assert "इकाई कहाँ है?" in asha.texts()[-2] or "इकाई कहाँ है?" in str(asha.texts())
+    assert tr("hi", "Share my location") in asha.reply_keyboard()
+    await asha._process(api.make_message(ASHA, None, location=(28.8386, 78.7733)))
+    await asha.send("३१/१२/२०९९")
+    assert tr("hi", "This answer is not allowed.") in asha.last_text()
+    await asha.click(tr("hi", "Yesterday"))
+    assert asha.last_text() == tr("hi", "✅ Thank you! All your answers are saved.")
+    [response] = await response_of(sessionmaker, launch.id)
+    assert response.answers["intro"] == "OK" and response.answers["where"] == "28.838600 78.773300"
+    assert response.answers["photo"].startswith("AgAC") or len(response.answers["photo"]) > 10
+    assert response.answers["visited"] == (utcnow().astimezone(Translator("hi").zone).date() - timedelta(days=1)).isoformat()
+
+
+async def test_forget_keeps_anonymous_answers_only(app, api, sessionmaker):
+    cluster = await setup_cluster(sessionmaker)
+    for name in ("activity_feedback", "trust_linkage"):
+        await import_into(sessionmaker, cluster, template(name))
+    feedback = await launch_via_chat(app, api, "Feedback on the activity")
+    trust = await launch_via_chat(app, api, "Trust and working together")
+    john = ChatUser(app, api, JOHN)
+    message, data = john.find_button("▶ Start")
+    await john.press(f"svs:{feedback.id}", message)
+    await john.click("3")
+    await john.click("Skip")
+    await john.click("No")
+    await john.click("Skip")
+    await john.press(f"svs:{trust.id}", message)
+    await john.click("1")
+    await john.click("1")
+    await john.send("0")
+    await john.click("आशा देवी")
+    await john.click("Done ✔")
+    await john.send("/mydata")
+    exported = __import__("json").loads(next(c for c in john.replies if c.method == "sendDocument").files["document"][1])
+    assert [r["survey"] for r in exported["survey_responses"]] == ["Trust and working together"]
+    await john.send("/forget")
+    await john.click("Yes, erase my data")
+    assert len(await response_of(sessionmaker, feedback.id)) == 1  # anonymous: stays, unlinked
+    assert await response_of(sessionmaker, trust.id) == []
+    async with sessionmaker() as session:
+        assert (await session.exec(select(LinkageEdge))).all() == []

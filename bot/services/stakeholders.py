@@ -9,7 +9,16 @@ from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import audit
-from models import AuditEntry, Cluster, DialogState, Membership, Stakeholder, UserPreference
+from models import (
+    AuditEntry,
+    Cluster,
+    DialogState,
+    Membership,
+    Stakeholder,
+    Survey,
+    SurveyResponse,
+    UserPreference,
+)
 from models.base import as_utc, utcnow
 from models.stakeholder import SizeClass, StakeholderStatus
 
@@ -175,6 +184,23 @@ async def export_personal_data(session: AsyncSession, *, telegram_user_id: int) 
         document["clusters"] = [
             {"cluster": cluster.name, "joined_at": _iso(membership.joined_at)}
             for membership, cluster in memberships.all()
+        ]
+        responses = await session.exec(
+            select(SurveyResponse, Survey)
+            .join(Survey, col(Survey.id) == SurveyResponse.survey_id)
+            .where(SurveyResponse.stakeholder_id == stakeholder.id)
+            .order_by(col(SurveyResponse.started_at))
+        )
+        document["survey_responses"] = [
+            {
+                "survey": survey.title.get(survey.default_language) or survey.form_id,
+                "version": survey.version,
+                "status": response.status,
+                "answers": response.answers,
+                "started_at": _iso(response.started_at),
+                "completed_at": _iso(response.completed_at),
+            }
+            for response, survey in responses.all()
         ]
     preference = await session.get(UserPreference, telegram_user_id)
     if preference is not None:
