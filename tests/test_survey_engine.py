@@ -174,3 +174,12 @@ def test_grouped_numbers(definition):
     question = definition.question("credit_need")
     assert engine.validate(question, "12,34,567", {}) == 1234567.0
     assert engine.validate(question, "1,234.5", {}) == 1234.5
+
+
+def test_readme_yaml_example_imports():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    result = load_yaml_text(example)
+    assert [q.name for q in result.definition.questions] == ["workers", "has_loan", "loan_amount", "rating", "partners"]
