@@ -2,9 +2,12 @@
 
 from sqlmodel import SQLModel
 
+from models.action_plan import Activity, ActivityPerson, CompletionReport
 from models.audit import AuditEntry
+from models.broadcast import Broadcast
 from models.cluster import CdaAssignment, Cluster
 from models.dialog import DialogState, UserPreference
+from models.meeting import Meeting, MeetingInvite, MeetingReminder
 from models.outbox import OutboxMessage, OutboxStatus
 from models.settings import BotSetting
 from models.stakeholder import Membership, Stakeholder
@@ -19,6 +22,13 @@ from models.survey import (
 metadata = SQLModel.metadata
 
 __all__ = [
+    "Activity",
+    "ActivityPerson",
+    "Broadcast",
+    "CompletionReport",
+    "Meeting",
+    "MeetingInvite",
+    "MeetingReminder",
     "AuditEntry",
     "BotSetting",
     "CdaAssignment",

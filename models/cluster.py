@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.base import telegram_id_field, timestamp_field
@@ -22,6 +22,8 @@ class Cluster(SQLModel, table=True):
     promotability: int | None = None
     viability: int | None = None
     sustainability: int | None = None
+    # Optional note per criterion: {"importance": "largest brass cluster in UP", ...}.
+    score_notes: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = timestamp_field()
 
 
