@@ -70,7 +70,7 @@ def install_counters(path: str) -> None:
 
 def main() -> int:
     args = sys.argv[1:]
-    if os.environ.get("BENCH_SQL_COUNTS") and "--no-count" not in args:
+    if os.environ.get("BENCH_SQL_COUNTS"):
         install_counters(os.environ["BENCH_SQL_COUNTS"])
     if "--no-rate-limiter" in args:
         import bot.app

@@ -188,6 +188,8 @@ class Result:
     first_answer: float | None = None
     last_reply: float | None = None
     finished_users: int = 0
+    stopped_users: int = 0  # stopped answering at the time budget (not an error)
+    budget_hit: bool = False
     timeouts: int = 0
     errors: list[str] = field(default_factory=list)
     api_calls: Counter = field(default_factory=Counter)
@@ -213,7 +215,7 @@ class Result:
 
     @property
     def broken(self) -> bool:
-        return bool(self.timeouts or self.errors or self.finished_users != self.users)
+        return bool(self.timeouts or self.errors or self.finished_users + self.stopped_users != self.users)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -267,7 +269,7 @@ def sva_buttons(message: dict) -> list[tuple[str, str]]:
 
 async def run_user(
     index: int, api: FakeBotApi, inbox: Inbox, invitation: dict, result: Result, *, strict: bool, timeout: float,
-    rng: random.Random, barrier: asyncio.Event,
+    rng: random.Random, barrier: asyncio.Event, deadline: list[float],
 ) -> None:
     uid = USER_BASE + index
     language = language_of(index)
@@ -298,6 +300,10 @@ async def run_user(
 
     for step, kind in enumerate(kinds):
         expected = f"q{step + 1:02d}"
+        if deadline and time.perf_counter() > deadline[0]:
+            result.stopped_users += 1
+            result.budget_hit = True
+            return
         buttons = sva_buttons(message)
         if strict and (not buttons or buttons[0][0] != expected):
             result.errors.append(f"user {uid}: expected question {expected}, got {message.get('text', '')[:80]!r}")
@@ -337,7 +343,7 @@ def _cpu_seconds(pid: int) -> float:
 
 async def run_bot(
     name: str, command: list[str], env: dict[str, str], *, users: int, questions: int, launch_id: int | None,
-    strict: bool, timeout: float, workdir: Path, seed: int,
+    strict: bool, timeout: float, workdir: Path, seed: int, budget: float,
 ) -> Result:
     result = Result(name, users, questions)
     api = FakeBotApi(token=TOKEN, history_limit=50_000)
@@ -376,15 +382,18 @@ async def run_bot(
                 await asyncio.sleep(0.1)
 
             barrier = asyncio.Event()
+            deadline: list[float] = []
             rng = random.Random(seed)
             tasks = [
                 asyncio.create_task(
                     run_user(i, api, inbox, invitations[USER_BASE + i], result, strict=strict, timeout=timeout,
-                             rng=random.Random(rng.random()), barrier=barrier)
+                             rng=random.Random(rng.random()), barrier=barrier, deadline=deadline)
                 )
                 for i in range(users)
             ]
             cpu_before, driver_before, wall_before = _cpu_seconds(process.pid), time.process_time(), time.perf_counter()
+            if budget > 0:
+                deadline.append(time.perf_counter() + budget)
             barrier.set()
             await asyncio.gather(*tasks)
             result.bot_cpu_seconds = _cpu_seconds(process.pid) - cpu_before
@@ -426,6 +435,11 @@ def describe(result: Result) -> list[str]:
         f"  Start -> 1st question p50 {percentile([x * 1000 for x in result.start_latencies], 0.5):.1f} ms",
         f"  users finished   {result.finished_users}/{result.users}   timeouts {result.timeouts}   errors {len(result.errors)}",
     ]
+    if result.budget_hit:
+        lines.append(
+            f"  time budget reached: {result.stopped_users} users stopped answering after --budget; the figures are "
+            f"for the {result.answers} answers given (of {result.users * result.questions})"
+        )
     if result.answers:
         per = result.answers
         lines.append(
@@ -472,9 +486,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reset-postgres", action="store_true", help="drop and recreate the public schema first")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a user waits for one reply")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--budget", type=float, default=60.0,
+        help="seconds of answering per bot; users still in the survey then stop after their current answer "
+             "and the figures cover what was answered (0 = no limit; default 60 keeps a run near 2 minutes)",
+    )
     parser.add_argument("--only", choices=("ours", "bare"), help="run one bot only (no ratio)")
     parser.add_argument(
-        "--ours", choices=("cli", "instrumented", "no-rate-limiter"), default="cli",
+        "--ours", choices=("cli", "instrumented", "no-rate-limiter", "instrumented-no-rate-limiter"), default="cli",
         help="diagnostics: 'cli' is `python -m bot run` (the measurement); 'instrumented' counts SQL "
              "statements/commits per update; 'no-rate-limiter' runs the same app without AIORateLimiter",
     )
@@ -504,15 +523,16 @@ async def amain(args: argparse.Namespace) -> int:
             command = {
                 "cli": [sys.executable, "-m", "bot", "run"],
                 "instrumented": [sys.executable, "-m", "bench._instrumented_bot"],
-                "no-rate-limiter": [sys.executable, "-m", "bench._instrumented_bot", "--no-rate-limiter", "--no-count"],
+                "no-rate-limiter": [sys.executable, "-m", "bench._instrumented_bot", "--no-rate-limiter"],
+                "instrumented-no-rate-limiter": [sys.executable, "-m", "bench._instrumented_bot", "--no-rate-limiter"],
             }[args.ours]
             env = {"DATABASE_URL": url, "CDA_USER_IDS": "", "PYTHONPATH": str(ROOT)}
-            if args.ours == "instrumented":
+            if args.ours.startswith("instrumented"):
                 env["BENCH_SQL_COUNTS"] = str(workdir / "sql_counts.json")
             name = "cluster bot" + ("" if args.ours == "cli" else f" [{args.ours}]")
             results.append(await run_bot(name, command, env, users=args.users, questions=args.questions,
                                          launch_id=launch_id, strict=True, timeout=args.timeout, workdir=workdir,
-                                         seed=args.seed))
+                                         seed=args.seed, budget=args.budget))
         if args.only != "ours":
             env = {"PYTHONPATH": str(ROOT)}
             if args.bare_rate_limiter:
@@ -520,14 +540,14 @@ async def amain(args: argparse.Namespace) -> int:
             name = "bare PTB" + (" [AIORateLimiter]" if args.bare_rate_limiter else "")
             results.append(await run_bot(name, [sys.executable, "-m", "bench.bare_bot"], env, users=args.users,
                                          questions=args.questions, launch_id=None, strict=False, timeout=args.timeout,
-                                         workdir=workdir, seed=args.seed))
+                                         workdir=workdir, seed=args.seed, budget=args.budget))
         print()
         for result in results:
             print("\n".join(describe(result)))
             if result.broken:
                 print(f"  --- last lines of {result.log_path} ---")
                 print("  " + tail(result.log_path).replace("\n", "\n  "))
-        if args.ours == "instrumented" and (workdir / "sql_counts.json").exists():
+        if args.ours.startswith("instrumented") and (workdir / "sql_counts.json").exists():
             print()
             print(instrumented_report(workdir / "sql_counts.json", results[0]))
         if len(results) == 2 and results[1].rate > 0:

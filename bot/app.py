@@ -24,7 +24,22 @@ from bot.jobs import schedule_jobs
 from bot.sender import OutboxSender
 from bot.updates import PerUserUpdateProcessor
 from bot.services.settings_store import BOT_USERNAME, set_value
-from handlers import cda, flows, help, privacy, profile, registration, survey, survey_admin
+from handlers import (
+    activity,
+    broadcast,
+    cda,
+    chat_member,
+    flows,
+    help,
+    meeting,
+    privacy,
+    profile,
+    registration,
+    report,
+    stats,
+    survey,
+    survey_admin,
+)
 from handlers.context import load_user
 from handlers.menus import publish_menus
 
@@ -32,8 +47,10 @@ log = logging.getLogger(__name__)
 
 
 def add_handlers(application: ClusterApplication) -> None:
-    # Group -1 runs first for every update: who is writing, their language and rights.
-    application.add_handler(TypeHandler(Update, load_user), group=-1)
+    # Group -2 runs first for every update: who is writing, their language and rights; group -1
+    # refuses CDA commands to everyone else before any feature handler sees them.
+    application.add_handler(TypeHandler(Update, load_user), group=-2)
+    application.add_handler(cda.GUARD, group=-1)
     handlers = [
         CommandHandler("start", registration.start, filters=filters.ChatType.PRIVATE),
         *help.HANDLERS,
@@ -43,6 +60,12 @@ def add_handlers(application: ClusterApplication) -> None:
         *registration.HANDLERS,
         *survey.HANDLERS,
         *survey_admin.HANDLERS,
+        *broadcast.HANDLERS,
+        *activity.HANDLERS,
+        *meeting.HANDLERS,
+        *report.HANDLERS,
+        *stats.HANDLERS,
+        *chat_member.HANDLERS,
         # Typed answers and contacts are routed by the user's stored flow, so they come last.
         *flows.HANDLERS,
         *flows.FALLBACK,

@@ -35,6 +35,7 @@ class ClusterContext(CallbackContext[ExtBot, dict, dict, dict]):
     t: Translator
     language: str
     cda_cluster_ids: list[int]
+    coordinated_activity_ids: list[int] = []
 
     @property
     def deps(self) -> Deps:
@@ -52,5 +53,9 @@ class ClusterContext(CallbackContext[ExtBot, dict, dict, dict]):
         return bool(getattr(self, "cda_cluster_ids", None)) or (
             self._user_id in self.settings.cda_user_ids
         )
+
+    @property
+    def is_coordinator(self) -> bool:
+        return bool(self.coordinated_activity_ids)
 
     _user_id: int = 0

@@ -7,10 +7,10 @@ import logging
 from html import escape
 
 from telegram import Update
-from telegram.ext import CallbackQueryHandler, CommandHandler, filters
+from telegram.ext import ApplicationHandlerStop, CallbackQueryHandler, CommandHandler, filters
 
 from bot.callbacks import INVITE, STAKEHOLDERS
-from bot.commands import CDA_COMMANDS, CDA_ONLY
+from bot.commands import CDA_ONLY, COORDINATOR_COMMANDS
 from bot.context import ClusterContext
 from bot.services import audit
 from bot.services.clusters import invite_link
@@ -164,20 +164,21 @@ async def on_stakeholders_button(update: Update, context: ClusterContext) -> Non
     await query.edit_message_text(text, reply_markup=markup)
 
 
-async def not_yet_available(update: Update, context: ClusterContext) -> None:
-    command = (update.effective_message.text or "/").split()[0].lstrip("/").split("@")[0]
-    if not context.is_cda:
+async def guard(update: Update, context: ClusterContext) -> None:
+    """Runs before every CDA command: anyone without the right is refused (and logged) here,
+    so no feature handler can forget it. Each handler still checks the cluster or activity."""
+    command = (update.effective_message.text or "/").split()[0].lstrip("/").split("@")[0].lower()
+    allowed = context.is_cda or (context.is_coordinator and command in dict(COORDINATOR_COMMANDS))
+    if not allowed:
         await refuse(update, context, command)
-        return
-    await send(update, context.t("This command is not available in this version yet."))
+        raise ApplicationHandlerStop
 
 
-_LATER = [name for name in CDA_ONLY if name not in dict(CDA_COMMANDS)]
+GUARD = CommandHandler(list(CDA_ONLY), guard, filters=filters.ChatType.PRIVATE)
 
 HANDLERS = [
     CommandHandler("invite", invite, filters=filters.ChatType.PRIVATE),
     CommandHandler("stakeholders", list_stakeholders, filters=filters.ChatType.PRIVATE),
-    CommandHandler(_LATER, not_yet_available, filters=filters.ChatType.PRIVATE),
     CallbackQueryHandler(on_invite_button, pattern=rf"^{INVITE}:"),
     CallbackQueryHandler(on_stakeholders_button, pattern=rf"^{STAKEHOLDERS}:"),
 ]

@@ -8,7 +8,7 @@ from bot.context import ClusterContext
 from bot.i18n import Translator
 from bot.languages import shipped
 from bot.services.clusters import clusters_of_cda
-from bot.services.stakeholders import get_stakeholder, preferred_language
+from bot.services.stakeholders import coordinated_activities, get_stakeholder, preferred_language
 
 
 async def load_user(update: Update, context: ClusterContext) -> None:
@@ -25,9 +25,13 @@ async def load_user(update: Update, context: ClusterContext) -> None:
         clusters = await clusters_of_cda(
             session, telegram_user_id=user.id, global_cdas=settings.cda_user_ids
         )
+        coordinated = (
+            await coordinated_activities(session, stakeholder_id=stakeholder.id) if stakeholder else []
+        )
     context.stakeholder = stakeholder
     context._user_id = user.id
     context.cda_cluster_ids = [cluster.id for cluster in clusters]
+    context.coordinated_activity_ids = coordinated
     # Telegram's language_code is only a first guess; what the user picked wins.
     context.language = (
         (stakeholder.language if stakeholder else preference)

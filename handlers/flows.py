@@ -8,14 +8,23 @@ from telegram.ext import MessageHandler, filters
 from bot.callbacks import PROFILE, REGISTRATION
 from bot.context import ClusterContext
 from bot.services import dialogs
-from handlers import profile, registration, survey, survey_admin
+from handlers import activity, broadcast, meeting, profile, registration, report, stats, survey, survey_admin
 from handlers.common import send
 
-TEXT_ROUTES = {REGISTRATION: registration.on_text, PROFILE: profile.on_text, survey.FLOW: survey.on_text,
-               survey_admin.FLOW: survey_admin.on_text}
-CONTACT_ROUTES = {REGISTRATION: registration.on_contact, PROFILE: profile.on_contact}
-PHOTO_ROUTES = {survey.FLOW: survey.on_photo}
-LOCATION_ROUTES = {survey.FLOW: survey.on_location}
+# Each feature module that keeps a persisted flow names it FLOW and may take typed text, contacts,
+# photos, locations or documents with on_text / on_contact / on_photo / on_location / on_document.
+FLOW_MODULES = (registration, profile, survey, survey_admin, broadcast, activity, meeting, report, stats)
+
+
+def _routes(kind: str) -> dict:
+    return {module.FLOW: getattr(module, kind) for module in FLOW_MODULES if hasattr(module, kind)}
+
+
+TEXT_ROUTES = _routes("on_text")
+CONTACT_ROUTES = _routes("on_contact")
+PHOTO_ROUTES = _routes("on_photo")
+LOCATION_ROUTES = _routes("on_location")
+DOCUMENT_ROUTES = _routes("on_document")
 
 
 async def _state(update: Update, context: ClusterContext):
@@ -52,6 +61,7 @@ def _router(routes):
 on_contact = _router(CONTACT_ROUTES)
 on_photo = _router(PHOTO_ROUTES)
 on_location = _router(LOCATION_ROUTES)
+on_document = _router(DOCUMENT_ROUTES)
 on_other = _router({})
 
 
@@ -64,6 +74,7 @@ HANDLERS = [
     MessageHandler(filters.ChatType.PRIVATE & filters.CONTACT, on_contact),
     MessageHandler(filters.ChatType.PRIVATE & filters.PHOTO, on_photo),
     MessageHandler(filters.ChatType.PRIVATE & filters.LOCATION, on_location),
-    MessageHandler(filters.ChatType.PRIVATE & (filters.Document.ALL | filters.VOICE | filters.VIDEO | filters.Sticker.ALL), on_other),
+    MessageHandler(filters.ChatType.PRIVATE & filters.Document.ALL, on_document),
+    MessageHandler(filters.ChatType.PRIVATE & (filters.VOICE | filters.VIDEO | filters.Sticker.ALL), on_other),
 ]
 FALLBACK = [MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, on_unknown_command)]

@@ -7,7 +7,7 @@ from html import escape
 from telegram import Update
 from telegram.ext import CommandHandler, filters
 
-from bot.commands import CDA_COMMANDS, STAKEHOLDER_COMMANDS
+from bot.commands import CDA_COMMANDS, COORDINATOR_COMMANDS, STAKEHOLDER_COMMANDS
 from bot.context import ClusterContext
 from handlers.common import send
 
@@ -28,6 +28,9 @@ def help_text(context: ClusterContext) -> str:
     if context.is_cda:
         lines += ["", t("As a CDA you can also use:")]
         lines += [f"/{name} — {escape(t(description))}" for name, description in CDA_COMMANDS]
+    elif context.is_coordinator:
+        lines += ["", t("As the coordinator of an activity you can also use:")]
+        lines += [f"/{name} — {escape(t(description))}" for name, description in COORDINATOR_COMMANDS]
     return "\n".join(lines)
 
 

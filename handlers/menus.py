@@ -9,7 +9,7 @@ from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from telegram.error import TelegramError
 from telegram.ext import Application, ExtBot
 
-from bot.commands import CDA_COMMANDS, STAKEHOLDER_COMMANDS
+from bot.commands import CDA_COMMANDS, COORDINATOR_COMMANDS, STAKEHOLDER_COMMANDS
 from bot.i18n import Translator
 from bot.languages import LANGUAGES
 from bot.services.clusters import cda_user_ids
@@ -18,15 +18,16 @@ from bot.services.stakeholders import get_stakeholder, preferred_language
 log = logging.getLogger(__name__)
 
 
-def _commands(language: str, *, cda: bool) -> list[BotCommand]:
+def _commands(language: str, *, cda: bool, coordinator: bool = False) -> list[BotCommand]:
     t = Translator(language)
-    entries = STAKEHOLDER_COMMANDS + (CDA_COMMANDS if cda else ())
+    extra = CDA_COMMANDS if cda else (COORDINATOR_COMMANDS if coordinator else ())
+    entries = STAKEHOLDER_COMMANDS + extra
     return [BotCommand(name, t(description)) for name, description in entries]
 
 
-async def set_chat_menu(bot: ExtBot, user_id: int, language: str, *, cda: bool) -> None:
+async def set_chat_menu(bot: ExtBot, user_id: int, language: str, *, cda: bool, coordinator: bool = False) -> None:
     try:
-        await bot.set_my_commands(_commands(language, cda=cda), scope=BotCommandScopeChat(user_id))
+        await bot.set_my_commands(_commands(language, cda=cda, coordinator=coordinator), scope=BotCommandScopeChat(user_id))
     except TelegramError as error:
         # A CDA listed in the settings who never opened the bot has no chat yet.
         log.warning("Could not set the command menu for %s: %s", user_id, error)
@@ -34,7 +35,7 @@ async def set_chat_menu(bot: ExtBot, user_id: int, language: str, *, cda: bool) 
 
 async def commands_changed(bot: ExtBot, context, user_id: int) -> None:
     """After a registration or a language change, show this user's menu in their language."""
-    await set_chat_menu(bot, user_id, context.language, cda=context.is_cda)
+    await set_chat_menu(bot, user_id, context.language, cda=context.is_cda, coordinator=context.is_coordinator)
 
 
 async def clear_chat_menu(bot: ExtBot, user_id: int) -> None:

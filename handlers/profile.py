@@ -243,6 +243,8 @@ async def cancel(update: Update, context: ClusterContext) -> None:
     await send(update, text, reply_markup=ReplyKeyboardRemove())
 
 
+FLOW = PROFILE
+
 HANDLERS = [
     CommandHandler("profile", show_profile, filters=filters.ChatType.PRIVATE),
     CommandHandler("language", choose_language, filters=filters.ChatType.PRIVATE),

@@ -384,6 +384,8 @@ async def on_join_button(update: Update, context: ClusterContext) -> None:
     await send(update, t("You are now a member of {cluster} too.").format(cluster=escape(cluster.name)))
 
 
+FLOW = REGISTRATION
+
 HANDLERS = [
     CallbackQueryHandler(on_button, pattern=rf"^{REGISTRATION}:"),
     CallbackQueryHandler(on_join_button, pattern=rf"^{JOIN}:"),

@@ -103,11 +103,3 @@ async def test_menus_are_published_per_language_and_cda_scope(api, app):
         assert commands["forget"] == tr(language, "Erase your data")
     cda_scope = json.dumps({"type": "chat", "chat_id": CDA_ID}, sort_keys=True)
     assert {"invite", "stakeholders"} <= {c["command"] for c in api.commands[(cda_scope, "")]}
-
-
-async def test_unimplemented_cda_command_is_explained_to_a_cda(user_factory, sessionmaker):
-    cda = user_factory(CDA_ID, language_code="en")
-    await cda.send("/broadcast")
-    assert cda.last_text() == "This command is not available in this version yet."
-    async with sessionmaker() as session:
-        assert (await session.exec(select(AuditEntry).where(AuditEntry.action == "refused"))).all() == []

@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import audit
 from models import (
+    ActivityPerson,
     AuditEntry,
     Cluster,
     DialogState,
@@ -20,6 +21,7 @@ from models import (
     UserPreference,
 )
 from models.base import as_utc, utcnow
+from models.action_plan import ActivityRole
 from models.stakeholder import SizeClass, StakeholderStatus
 
 # Bump when the consent notice's text changes, so we know which notice each person agreed to.
@@ -285,6 +287,16 @@ async def members_page(
         .limit(per_page)
     )
     return MemberPage(counts_by_role, list(members.all()), total, page, pages)
+
+
+async def coordinated_activities(session: AsyncSession, *, stakeholder_id: int) -> list[int]:
+    """Activities the CDA has handed over to this stakeholder."""
+    rows = await session.exec(
+        select(ActivityPerson.activity_id).where(
+            ActivityPerson.stakeholder_id == stakeholder_id, ActivityPerson.role == ActivityRole.COORDINATOR
+        )
+    )
+    return list(rows.all())
 
 
 def is_reachable(stakeholder: Stakeholder) -> bool:
