@@ -343,7 +343,7 @@ def _cpu_seconds(pid: int) -> float:
 
 async def run_bot(
     name: str, command: list[str], env: dict[str, str], *, users: int, questions: int, launch_id: int | None,
-    strict: bool, timeout: float, workdir: Path, seed: int, budget: float,
+    strict: bool, timeout: float, workdir: Path, seed: int, budget: float, py_spy: str | None = None,
 ) -> Result:
     result = Result(name, users, questions)
     api = FakeBotApi(token=TOKEN, history_limit=50_000)
@@ -392,10 +392,22 @@ async def run_bot(
                 for i in range(users)
             ]
             cpu_before, driver_before, wall_before = _cpu_seconds(process.pid), time.process_time(), time.perf_counter()
+            profiler = None
+            if py_spy:
+                profile_path = Path(py_spy) / f"{name.replace(' ', '_')}.collapsed.txt"
+                profiler = subprocess.Popen(
+                    [_py_spy_binary(), "record", "-p", str(process.pid), "-f", "raw", "-r", "250", "--nonblocking",
+                     "-o", str(profile_path)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+                await asyncio.sleep(1.0)  # py-spy attaches
             if budget > 0:
                 deadline.append(time.perf_counter() + budget)
             barrier.set()
             await asyncio.gather(*tasks)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                await asyncio.get_running_loop().run_in_executor(None, profiler.wait)
             result.bot_cpu_seconds = _cpu_seconds(process.pid) - cpu_before
             result.driver_cpu_seconds = time.process_time() - driver_before
             result.wall_seconds = time.perf_counter() - wall_before
@@ -407,6 +419,15 @@ async def run_bot(
             await _stop(process)
             result.returncode = process.returncode
     return result
+
+
+def _py_spy_binary() -> str:
+    import shutil
+
+    found = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if not found:
+        raise SystemExit("--profile needs py-spy (pip install py-spy; or set PY_SPY=/path/to/py-spy)")
+    return found
 
 
 async def _stop(process: subprocess.Popen) -> None:
@@ -499,6 +520,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--bare-rate-limiter", action="store_true",
                         help="diagnostics: give the bare bot the Cluster Bot's AIORateLimiter(max_retries=3)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="diagnostics: sample each bot with py-spy during the run; collapsed stacks go to DIR")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, logs)")
     args = parser.parse_args(argv)
     if args.users < 1 or args.questions < 1:
@@ -532,7 +555,7 @@ async def amain(args: argparse.Namespace) -> int:
             name = "cluster bot" + ("" if args.ours == "cli" else f" [{args.ours}]")
             results.append(await run_bot(name, command, env, users=args.users, questions=args.questions,
                                          launch_id=launch_id, strict=True, timeout=args.timeout, workdir=workdir,
-                                         seed=args.seed, budget=args.budget))
+                                         seed=args.seed, budget=args.budget, py_spy=args.profile))
         if args.only != "ours":
             env = {"PYTHONPATH": str(ROOT)}
             if args.bare_rate_limiter:
@@ -540,7 +563,7 @@ async def amain(args: argparse.Namespace) -> int:
             name = "bare PTB" + (" [AIORateLimiter]" if args.bare_rate_limiter else "")
             results.append(await run_bot(name, [sys.executable, "-m", "bench.bare_bot"], env, users=args.users,
                                          questions=args.questions, launch_id=None, strict=False, timeout=args.timeout,
-                                         workdir=workdir, seed=args.seed, budget=args.budget))
+                                         workdir=workdir, seed=args.seed, budget=args.budget, py_spy=args.profile))
         print()
         for result in results:
             print("\n".join(describe(result)))

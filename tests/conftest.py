@@ -7,7 +7,8 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.app import build_application, post_init
 from bot.config import Settings, load_settings
@@ -27,10 +28,43 @@ async def _reset_postgres(url: str) -> None:
     await engine.dispose()
 
 
+async def _private_database(url: str) -> str:
+    """A database of this test run's own, so parallel runs on one server do not collide."""
+    base = make_url(url)
+    name = f"{base.database}_run{os.getpid()}"
+    engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_database(url: str, name: str) -> None:
+    engine = create_async_engine(make_url(url), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+_PRIVATE: dict[str, str] = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    base = os.environ.get("TEST_DATABASE_URL")
+    if base and base in _PRIVATE:
+        import asyncio
+
+        asyncio.run(_drop_database(base, make_url(_PRIVATE[base]).database))
+
+
 @pytest.fixture
 async def database_url(tmp_path) -> AsyncIterator[str]:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
+        if url not in _PRIVATE:
+            _PRIVATE[url] = await _private_database(url)
+        url = _PRIVATE[url]
         await _reset_postgres(url)
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
