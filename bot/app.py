@@ -119,7 +119,10 @@ def build_application(
         .concurrent_updates(PerUserUpdateProcessor(64))
     )
     if rate_limiter:
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+        # Replies to people's own actions: no overall cap (bulk sends are paced by the outbox
+        # sender, on a bot of its own), but group chats keep Telegram's 20 a minute and a 429 is
+        # waited out and retried.
+        builder = builder.rate_limiter(AIORateLimiter(overall_max_rate=0, max_retries=3))
     if request is not None:
         builder = builder.request(request)
     if updates_request is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -72,5 +73,7 @@ class Translator:
         return format_datetime(value, format=style, tzinfo=self.zone, locale=self.locale)
 
 
+@lru_cache(maxsize=64)
 def translator(language: str, timezone: str = "Asia/Kolkata") -> Translator:
+    """A shared Translator per language and zone; it holds no per-user state."""
     return Translator(language, timezone)

@@ -155,8 +155,7 @@ async def show_question(update: Update, context: ClusterContext, loaded: Loaded,
             pass
     message = await send(update, text, reply_markup=markup)
     async with context.session() as session:
-        fresh = await session.get(SurveyResponse, response.id)
-        await surveys.set_message(session, response=fresh, message_id=message.message_id)
+        await surveys.set_message(session, response=response, message_id=message.message_id)
     if question.type == "geopoint":
         keyboard = ReplyKeyboardMarkup([[KeyboardButton(t("Share my location"), request_location=True)]], resize_keyboard=True, one_time_keyboard=True)
         await send(update, t("Press “Share my location” below."), reply_markup=keyboard)
@@ -197,7 +196,9 @@ async def _submit(update: Update, context: ClusterContext, loaded: Loaded, raw: 
         await _closed(update, context)
         return
     async with context.session() as session:
-        response = await session.get(SurveyResponse, loaded.response.id)
+        # The row loaded for this update is current: this user's updates run one at a time.
+        response = loaded.response
+        session.add(response)
         outcome = await surveys.record_answer(
             session, response=response, definition=loaded.definition, raw=raw,
             cluster_id=loaded.launch.cluster_id, today=utcnow().astimezone(t.zone).date(),
@@ -213,6 +214,8 @@ async def _submit(update: Update, context: ClusterContext, loaded: Loaded, raw: 
         await send(update, t("✅ Thank you! All your answers are saved."), reply_markup=ReplyKeyboardRemove())
         return
     loaded.response = response
+    # The answered question no longer has buttons; nothing to clean up before the next one.
+    response.message_id = None
     if question.type == "geopoint":
         await send(update, t("Location received"), reply_markup=ReplyKeyboardRemove())
     await show_question(update, context, loaded)
@@ -258,7 +261,9 @@ async def on_answer_button(update: Update, context: ClusterContext) -> None:
         return
     async with context.session() as session:
         # Typed answers must reach this survey even if the user had left it for another flow.
-        await dialogs.set_state(session, telegram_user_id=context._user_id, flow=FLOW, step="answer", data={"response_id": response_id})
+        state = await dialogs.get_state(session, telegram_user_id=context._user_id)
+        if state is None or state.flow != FLOW or state.data.get("response_id") != response_id:
+            await dialogs.set_state(session, telegram_user_id=context._user_id, flow=FLOW, step="answer", data={"response_id": response_id})
     await query.answer()
     await _act(update, context, loaded, question, action, query.message)
 

@@ -4,13 +4,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import BigInteger, and_, func, literal
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import audit
 from models import (
     ActivityPerson,
+    CdaAssignment,
     AuditEntry,
     Cluster,
     DialogState,
@@ -297,6 +298,42 @@ async def coordinated_activities(session: AsyncSession, *, stakeholder_id: int) 
         )
     )
     return list(rows.all())
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Everything the per-update loader needs about one Telegram user, read in one round trip."""
+
+    stakeholder: Stakeholder | None
+    preferred_language: str | None
+    coordinated_activity_ids: list[int]
+    assigned_cluster_ids: list[int]
+
+
+async def load_identity(session: AsyncSession, *, telegram_user_id: int) -> Identity:
+    user = select(literal(telegram_user_id, BigInteger).label("uid")).subquery()
+    rows = (
+        await session.exec(
+            select(Stakeholder, UserPreference.language, ActivityPerson.activity_id, CdaAssignment.cluster_id)
+            .select_from(user)
+            .outerjoin(Stakeholder, col(Stakeholder.telegram_user_id) == user.c.uid)
+            .outerjoin(UserPreference, col(UserPreference.telegram_user_id) == user.c.uid)
+            .outerjoin(
+                ActivityPerson,
+                and_(
+                    col(ActivityPerson.stakeholder_id) == Stakeholder.id,
+                    col(ActivityPerson.role) == ActivityRole.COORDINATOR,
+                ),
+            )
+            .outerjoin(CdaAssignment, col(CdaAssignment.telegram_user_id) == user.c.uid)
+        )
+    ).all()
+    return Identity(
+        stakeholder=rows[0][0] if rows else None,
+        preferred_language=rows[0][1] if rows else None,
+        coordinated_activity_ids=sorted({row[2] for row in rows if row[2] is not None}),
+        assigned_cluster_ids=sorted({row[3] for row in rows if row[3] is not None}),
+    )
 
 
 def is_reachable(stakeholder: Stakeholder) -> bool:

@@ -6,17 +6,18 @@ import hashlib
 import hmac
 import secrets
 import statistics
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import audit
-from bot.services.settings_store import get_value, set_value
+from bot.services.settings_store import get_value, insert_if_absent
 from bot.services.surveys import engine
 from bot.services.surveys.loaders import LoadResult, load_file, template_paths
 from bot.services.surveys.model import SurveyDefinition
@@ -84,8 +85,18 @@ async def install_templates(session: AsyncSession, *, cluster: Cluster) -> list[
     return installed
 
 
+# A stored definition never changes (a new edition is a new row), so parsing it once is enough.
+_DEFINITIONS: dict[tuple, SurveyDefinition] = {}
+
+
 def definition_of(survey: Survey) -> SurveyDefinition:
-    return SurveyDefinition.from_dict(survey.definition)
+    key = (survey.id, survey.form_id, survey.version, survey.created_at)
+    definition = _DEFINITIONS.get(key)
+    if definition is None:
+        if len(_DEFINITIONS) > 256:
+            _DEFINITIONS.clear()
+        definition = _DEFINITIONS[key] = SurveyDefinition.from_dict(survey.definition)
+    return definition
 
 
 @dataclass
@@ -238,12 +249,21 @@ async def non_responders(session: AsyncSession, *, launch: SurveyLaunch) -> list
 # ---------------------------------------------------------------- responses
 
 
+# The salt is created once per database and never changes: keep it per engine, not per query.
+_SALTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 async def respondent_salt(session: AsyncSession) -> bytes:
-    value = await get_value(session, key=SALT_KEY)
-    if value is None:
-        value = secrets.token_hex(32)
-        await set_value(session, key=SALT_KEY, value=value)
-    return bytes.fromhex(value)
+    engine = session.bind.sync_engine if hasattr(session.bind, "sync_engine") else session.bind
+    salt = _SALTS.get(engine)
+    if salt is None:
+        value = await get_value(session, key=SALT_KEY)
+        if value is None:
+            # Two first respondents at once must end up with one salt: insert if absent, read back.
+            await insert_if_absent(session, key=SALT_KEY, value=secrets.token_hex(32))
+            value = await get_value(session, key=SALT_KEY)
+        salt = _SALTS[engine] = bytes.fromhex(value)
+    return salt
 
 
 def respondent_key(salt: bytes, launch_id: int, telegram_user_id: int) -> str:
@@ -382,7 +402,9 @@ async def set_pending(session: AsyncSession, *, response: SurveyResponse, pendin
 
 async def set_message(session: AsyncSession, *, response: SurveyResponse, message_id: int) -> None:
     response.message_id = message_id
-    session.add(response)
+    await session.exec(
+        update(SurveyResponse).where(col(SurveyResponse.id) == response.id).values(message_id=message_id)
+    )
     await session.commit()
 
 
