@@ -53,8 +53,8 @@ async def _load(context: ClusterContext, response_id: int) -> Loaded | None:
         response = await session.get(SurveyResponse, response_id)
         if response is None or not await surveys.owns(session, response=response, telegram_user_id=context._user_id):
             return None
-        launch = await session.get(SurveyLaunch, response.launch_id)
-        survey = await session.get(Survey, response.survey_id)
+        launch = await surveys.cached_row(session, SurveyLaunch, response.launch_id)
+        survey = await surveys.cached_row(session, Survey, response.survey_id)
     return Loaded(response, launch, survey)
 
 

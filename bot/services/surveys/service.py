@@ -249,12 +249,34 @@ async def non_responders(session: AsyncSession, *, launch: SurveyLaunch) -> list
 # ---------------------------------------------------------------- responses
 
 
+# Survey rows never change and a launch only closes once its closing time has passed, which
+# is_open checks by the clock: both can be kept per engine instead of read on every answer.
+_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _engine_of(session: AsyncSession):
+    return session.bind.sync_engine if hasattr(session.bind, "sync_engine") else session.bind
+
+
+async def cached_row(session: AsyncSession, model: type[Survey] | type[SurveyLaunch], row_id: int):
+    cache = _ROWS.setdefault(_engine_of(session), {})
+    key = (model.__name__, row_id)
+    row = cache.get(key)
+    if row is None:
+        row = await session.get(model, row_id)
+        if row is not None:
+            if len(cache) > 2048:
+                cache.clear()
+            cache[key] = row
+    return row
+
+
 # The salt is created once per database and never changes: keep it per engine, not per query.
 _SALTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 async def respondent_salt(session: AsyncSession) -> bytes:
-    engine = session.bind.sync_engine if hasattr(session.bind, "sync_engine") else session.bind
+    engine = _engine_of(session)
     salt = _SALTS.get(engine)
     if salt is None:
         value = await get_value(session, key=SALT_KEY)
