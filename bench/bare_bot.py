@@ -19,15 +19,26 @@ import logging
 import os
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.ext import AIORateLimiter, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    AIORateLimiter,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]  # as bot/cli.py
 
 
 def _markup(step: int) -> InlineKeyboardMarkup:
     # The same shape as a range question of the real bot: sva:<response>:<question>:<action>.
-    buttons = [InlineKeyboardButton(str(v), callback_data=f"sva:0:q{step}:r{v}") for v in range(1, 6)]
-    return InlineKeyboardMarkup([buttons, [InlineKeyboardButton("◀ Back", callback_data=f"sva:0:q{step}:back")]])
+    buttons = [
+        InlineKeyboardButton(str(v), callback_data=f"sva:0:q{step}:r{v}") for v in range(1, 6)
+    ]
+    return InlineKeyboardMarkup(
+        [buttons, [InlineKeyboardButton("◀ Back", callback_data=f"sva:0:q{step}:back")]]
+    )
 
 
 async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -49,13 +60,17 @@ async def _reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     builder = (
         ApplicationBuilder()
         .token(os.environ["BOT_TOKEN"])
         .base_url(os.environ.get("TELEGRAM_BASE_URL", "https://api.telegram.org/bot"))
-        .base_file_url(os.environ.get("TELEGRAM_BASE_FILE_URL", "https://api.telegram.org/file/bot"))
+        .base_file_url(
+            os.environ.get("TELEGRAM_BASE_FILE_URL", "https://api.telegram.org/file/bot")
+        )
         .concurrent_updates(64)
     )
     if os.environ.get("BARE_RATE_LIMITER") == "1":

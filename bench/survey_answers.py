@@ -18,6 +18,13 @@ The baseline, ``bench/bare_bot.py``, is a PTB Application with the same polling 
 64 concurrent updates, which answers the callback and replies with one message; it is driven
 with the same protocol in the same run (one bot at a time, so they do not share the CPU).
 
+Each bot gets ``--budget`` seconds (default 45) of answering: users still in the survey then
+stop after their current answer and the figures cover the answers given. A bot that is fast
+enough (about 90 answers/s for 200 x 20) finishes the whole survey within the budget.
+Diagnostics: ``--ours instrumented`` (SQL and wall-time accounting per update, see
+bench/_instrumented_bot.py), ``--ours no-rate-limiter``, ``--bare-rate-limiter``,
+``--profile DIR`` (py-spy), ``--cold-salt``.
+
     python -m bench.survey_answers                     # 200 users x 20 questions
     python -m bench.survey_answers --users 5 --questions 3   # smoke test, seconds
     python -m bench.survey_answers --database-url postgresql+asyncpg://u:p@host/db --reset-postgres
@@ -99,7 +106,11 @@ def survey_yaml(count: int) -> str:
         "default_language": "en",
         "anonymous": False,
         "title": {"en": "Benchmark survey", "hi": "बेंचमार्क सर्वेक्षण", "ta": "அளவீட்டு கணக்கெடுப்பு"},
-        "description": {"en": f"{count} short questions.", "hi": f"{count} छोटे सवाल।", "ta": f"{count} சிறிய கேள்விகள்."},
+        "description": {
+            "en": f"{count} short questions.",
+            "hi": f"{count} छोटे सवाल।",
+            "ta": f"{count} சிறிய கேள்விகள்.",
+        },
         "questions": questions,
     }
     return json.dumps(document, ensure_ascii=False)  # JSON is YAML
@@ -112,7 +123,9 @@ def language_of(index: int) -> str:
     return LANGUAGES[index % len(LANGUAGES)]
 
 
-async def prepare_database(url: str, *, users: int, questions: int, reset_postgres: bool, cold_salt: bool) -> int:
+async def prepare_database(
+    url: str, *, users: int, questions: int, reset_postgres: bool, cold_salt: bool
+) -> int:
     """Migrate, then one cluster, the members, the survey and a launch; returns the launch id."""
     from sqlalchemy import text
 
@@ -134,20 +147,38 @@ async def prepare_database(url: str, *, users: int, questions: int, reset_postgr
         await upgrade_database(engine)
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
-            cluster = await create_cluster(session, name=f"Bench cluster {os.getpid()}-{time.time_ns()}", language="hi")
+            cluster = await create_cluster(
+                session, name=f"Bench cluster {os.getpid()}-{time.time_ns()}", language="hi"
+            )
         for i in range(users):
             async with sessionmaker() as session:
                 await register(
-                    session, telegram_user_id=USER_BASE + i, chat_id=USER_BASE + i, cluster_id=cluster.id,
-                    answers={"name": f"Member {i}", "role": "msme_owner", "product": "brass", "enterprise": f"Works {i}"},
-                    language=language_of(i), consent_at=utcnow(),
+                    session,
+                    telegram_user_id=USER_BASE + i,
+                    chat_id=USER_BASE + i,
+                    cluster_id=cluster.id,
+                    answers={
+                        "name": f"Member {i}",
+                        "role": "msme_owner",
+                        "product": "brass",
+                        "enterprise": f"Works {i}",
+                    },
+                    language=language_of(i),
+                    consent_at=utcnow(),
                 )
         async with sessionmaker() as session:
             survey = await surveys.import_survey(
-                session, cluster=cluster, result=load_yaml_text(survey_yaml(questions)), source="bench"
+                session,
+                cluster=cluster,
+                result=load_yaml_text(survey_yaml(questions)),
+                source="bench",
             )
             launch, members = await surveys.create_launch(
-                session, survey=survey, audience=surveys.Audience(), closes_at=utcnow() + timedelta(days=7), created_by=None
+                session,
+                survey=survey,
+                audience=surveys.Audience(),
+                closes_at=utcnow() + timedelta(days=7),
+                created_by=None,
             )
             assert len(members) == users, (len(members), users)
             if not cold_salt:
@@ -168,7 +199,13 @@ async def seed_invitations(api: FakeBotApi, launch_id: int | None, users: int) -
         uid = USER_BASE + i
         markup = start_button(Translator(language_of(i)), launch_id or 0)
         status, body = await api.handle(
-            "sendMessage", {"chat_id": uid, "text": "📋 <b>New survey: Benchmark survey</b>", "parse_mode": "HTML", "reply_markup": markup}
+            "sendMessage",
+            {
+                "chat_id": uid,
+                "text": "📋 <b>New survey: Benchmark survey</b>",
+                "parse_mode": "HTML",
+                "reply_markup": markup,
+            },
         )
         assert status == 200, body
         invitations[uid] = body["result"]
@@ -194,6 +231,7 @@ class Result:
     errors: list[str] = field(default_factory=list)
     api_calls: Counter = field(default_factory=Counter)
     bot_cpu_seconds: float = 0.0
+    machine_busy_seconds: float = 0.0  # all processes, all CPUs
     driver_cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     log_path: Path | None = None
@@ -215,7 +253,9 @@ class Result:
 
     @property
     def broken(self) -> bool:
-        return bool(self.timeouts or self.errors or self.finished_users + self.stopped_users != self.users)
+        return bool(
+            self.timeouts or self.errors or self.finished_users + self.stopped_users != self.users
+        )
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -254,8 +294,8 @@ class Inbox:
         return await self.api._get_updates(params, files)
 
 
-def sva_buttons(message: dict) -> list[tuple[str, str]]:
-    """(question key, action) of every survey answer button on a message."""
+def sva_buttons(message: dict) -> list[tuple[str, str, str]]:
+    """(question key, action, callback data) of every survey answer button on a message."""
     found = []
     for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
         for button in row:
@@ -268,8 +308,17 @@ def sva_buttons(message: dict) -> list[tuple[str, str]]:
 
 
 async def run_user(
-    index: int, api: FakeBotApi, inbox: Inbox, invitation: dict, result: Result, *, strict: bool, timeout: float,
-    rng: random.Random, barrier: asyncio.Event, deadline: list[float],
+    index: int,
+    api: FakeBotApi,
+    inbox: Inbox,
+    invitation: dict,
+    result: Result,
+    *,
+    strict: bool,
+    timeout: float,
+    rng: random.Random,
+    barrier: asyncio.Event,
+    deadline: list[float],
 ) -> None:
     uid = USER_BASE + index
     language = language_of(index)
@@ -286,7 +335,14 @@ async def run_user(
             return None
 
     pushed = time.perf_counter()
-    api.push_update(api.make_callback(uid, invitation["reply_markup"]["inline_keyboard"][0][0]["callback_data"], invitation, language_code=language))
+    api.push_update(
+        api.make_callback(
+            uid,
+            invitation["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
+            invitation,
+            language_code=language,
+        )
+    )
     # The Cluster Bot sends an introduction before the first question; the question is the
     # first message with answer buttons.
     while True:
@@ -306,12 +362,16 @@ async def run_user(
             return
         buttons = sva_buttons(message)
         if strict and (not buttons or buttons[0][0] != expected):
-            result.errors.append(f"user {uid}: expected question {expected}, got {message.get('text', '')[:80]!r}")
+            result.errors.append(
+                f"user {uid}: expected question {expected}, got {message.get('text', '')[:80]!r}"
+            )
             return
         if kind == "range":
             choices = [data for _key, action, data in buttons if action.startswith("r")]
             if not choices:
-                result.errors.append(f"user {uid}: no range buttons on {message.get('text', '')[:80]!r}")
+                result.errors.append(
+                    f"user {uid}: no range buttons on {message.get('text', '')[:80]!r}"
+                )
                 return
             update = api.make_callback(uid, rng.choice(choices), message, language_code=language)
         else:
@@ -327,7 +387,9 @@ async def run_user(
         result.latencies.append(arrived - pushed)
         result.last_reply = max(result.last_reply or 0.0, arrived)
     if strict and sva_buttons(message):
-        result.errors.append(f"user {uid}: still asked {message.get('text', '')[:80]!r} after the last answer")
+        result.errors.append(
+            f"user {uid}: still asked {message.get('text', '')[:80]!r} after the last answer"
+        )
         return
     result.finished_users += 1
 
@@ -342,8 +404,19 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def run_bot(
-    name: str, command: list[str], env: dict[str, str], *, users: int, questions: int, launch_id: int | None,
-    strict: bool, timeout: float, workdir: Path, seed: int, budget: float, py_spy: str | None = None,
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    *,
+    users: int,
+    questions: int,
+    launch_id: int | None,
+    strict: bool,
+    timeout: float,
+    workdir: Path,
+    seed: int,
+    budget: float,
+    py_spy: str | None = None,
 ) -> Result:
     result = Result(name, users, questions)
     api = FakeBotApi(token=TOKEN, history_limit=50_000)
@@ -361,7 +434,9 @@ async def run_bot(
             "PYTHONUNBUFFERED": "1",
         }
         with log_path.open("wb") as log:
-            process = subprocess.Popen(command, env=full_env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                command, env=full_env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             ready = asyncio.create_task(inbox.ready.wait())
             deadline = time.monotonic() + 60.0
@@ -371,7 +446,11 @@ async def run_bot(
                     break
                 if process.poll() is not None or time.monotonic() > deadline:
                     ready.cancel()
-                    why = f"exited with {process.returncode}" if process.returncode is not None else "did not poll within 60s"
+                    why = (
+                        f"exited with {process.returncode}"
+                        if process.returncode is not None
+                        else "did not poll within 60s"
+                    )
                     result.errors.append(f"{name} {why} before polling")
                     return result
             await asyncio.sleep(0.3)  # let start-up work (menus, jobs) settle before the clock
@@ -386,19 +465,47 @@ async def run_bot(
             rng = random.Random(seed)
             tasks = [
                 asyncio.create_task(
-                    run_user(i, api, inbox, invitations[USER_BASE + i], result, strict=strict, timeout=timeout,
-                             rng=random.Random(rng.random()), barrier=barrier, deadline=deadline)
+                    run_user(
+                        i,
+                        api,
+                        inbox,
+                        invitations[USER_BASE + i],
+                        result,
+                        strict=strict,
+                        timeout=timeout,
+                        rng=random.Random(rng.random()),
+                        barrier=barrier,
+                        deadline=deadline,
+                    )
                 )
                 for i in range(users)
             ]
-            cpu_before, driver_before, wall_before = _cpu_seconds(process.pid), time.process_time(), time.perf_counter()
+            cpu_before, driver_before, wall_before = (
+                _cpu_seconds(process.pid),
+                time.process_time(),
+                time.perf_counter(),
+            )
+            machine_before = _machine_busy_seconds()
             profiler = None
             if py_spy:
                 profile_path = Path(py_spy) / f"{name.replace(' ', '_')}.collapsed.txt"
                 profiler = subprocess.Popen(
-                    [_py_spy_binary(), "record", "-p", str(process.pid), "-f", "raw", "-r", "250", "--nonblocking",
-                     "-o", str(profile_path)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        _py_spy_binary(),
+                        "record",
+                        "-p",
+                        str(process.pid),
+                        "-f",
+                        "raw",
+                        "-r",
+                        "250",
+                        "--nonblocking",
+                        "--gil",
+                        "-o",
+                        str(profile_path),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 await asyncio.sleep(1.0)  # py-spy attaches
             if budget > 0:
@@ -409,6 +516,7 @@ async def run_bot(
                 profiler.send_signal(signal.SIGINT)
                 await asyncio.get_running_loop().run_in_executor(None, profiler.wait)
             result.bot_cpu_seconds = _cpu_seconds(process.pid) - cpu_before
+            result.machine_busy_seconds = _machine_busy_seconds() - machine_before
             result.driver_cpu_seconds = time.process_time() - driver_before
             result.wall_seconds = time.perf_counter() - wall_before
             for (method, status), count in api.stats.items():
@@ -421,12 +529,24 @@ async def run_bot(
     return result
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds all processes used since boot (Linux /proc/stat), 0 elsewhere."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _py_spy_binary() -> str:
     import shutil
 
     found = os.environ.get("PY_SPY") or shutil.which("py-spy")
     if not found:
-        raise SystemExit("--profile needs py-spy (pip install py-spy; or set PY_SPY=/path/to/py-spy)")
+        raise SystemExit(
+            "--profile needs py-spy (pip install py-spy; or set PY_SPY=/path/to/py-spy)"
+        )
     return found
 
 
@@ -462,12 +582,23 @@ def describe(result: Result) -> list[str]:
             f"for the {result.answers} answers given (of {result.users * result.questions})"
         )
     if result.answers:
-        per = result.answers
+        per = result.answers + len(result.start_latencies)  # the Start presses cost CPU too
         lines.append(
-            f"  bot CPU          {result.bot_cpu_seconds:.1f}s = {1000 * result.bot_cpu_seconds / per:.2f} ms/answer"
+            f"  bot CPU          {result.bot_cpu_seconds:.1f}s = {1000 * result.bot_cpu_seconds / per:.2f} ms/update"
             f" ({100 * result.bot_cpu_seconds / max(result.wall_seconds, 1e-9):.0f}% of a core);"
             f" driver+stand-in CPU {result.driver_cpu_seconds:.1f}s"
         )
+        others = result.machine_busy_seconds - result.bot_cpu_seconds - result.driver_cpu_seconds
+        if result.wall_seconds > 0 and result.machine_busy_seconds > 0:
+            lines.append(
+                f"  machine          {100 * result.machine_busy_seconds / result.wall_seconds / (os.cpu_count() or 1):.0f}% busy;"
+                f" other processes used {max(others, 0.0) / result.wall_seconds:.2f} CPUs"
+                + (
+                    "  <- background load: figures are noisy"
+                    if others / result.wall_seconds > 0.25
+                    else ""
+                )
+            )
         calls = Counter()
         failed = Counter()
         for (method, status), count in result.api_calls.items():
@@ -478,11 +609,17 @@ def describe(result: Result) -> list[str]:
         total = result.answers + users_starts
         lines.append(
             "  Bot API calls per update: "
-            + ", ".join(f"{method} {count / total:.2f}" for method, count in calls.most_common() if method != "getUpdates")
+            + ", ".join(
+                f"{method} {count / total:.2f}"
+                for method, count in calls.most_common()
+                if method != "getUpdates"
+            )
             + f"; getUpdates {calls['getUpdates'] / total:.2f}"
         )
         if failed:
-            lines.append("  failed Bot API calls: " + ", ".join(f"{k} x{v}" for k, v in failed.most_common()))
+            lines.append(
+                "  failed Bot API calls: " + ", ".join(f"{k} x{v}" for k, v in failed.most_common())
+            )
     for error in result.errors[:5]:
         lines.append(f"  ! {error}")
     if len(result.errors) > 5:
@@ -503,26 +640,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--questions", type=int, default=20)
-    parser.add_argument("--database-url", help="an async SQLAlchemy URL (default: a temporary SQLite file)")
-    parser.add_argument("--reset-postgres", action="store_true", help="drop and recreate the public schema first")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a user waits for one reply")
+    parser.add_argument(
+        "--database-url", help="an async SQLAlchemy URL (default: a temporary SQLite file)"
+    )
+    parser.add_argument(
+        "--reset-postgres", action="store_true", help="drop and recreate the public schema first"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds a user waits for one reply"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--budget", type=float, default=60.0,
+        "--budget",
+        type=float,
+        default=45.0,
         help="seconds of answering per bot; users still in the survey then stop after their current answer "
-             "and the figures cover what was answered (0 = no limit; default 60 keeps a run near 2 minutes)",
+        "and the figures cover what was answered (0 = no limit; the default keeps a run near 2 minutes)",
     )
     parser.add_argument("--only", choices=("ours", "bare"), help="run one bot only (no ratio)")
     parser.add_argument(
-        "--ours", choices=("cli", "instrumented", "no-rate-limiter", "instrumented-no-rate-limiter"), default="cli",
+        "--ours",
+        choices=("cli", "instrumented", "no-rate-limiter", "instrumented-no-rate-limiter"),
+        default="cli",
         help="diagnostics: 'cli' is `python -m bot run` (the measurement); 'instrumented' counts SQL "
-             "statements/commits per update; 'no-rate-limiter' runs the same app without AIORateLimiter",
+        "statements/commits per update; 'no-rate-limiter' runs the same app without AIORateLimiter",
     )
-    parser.add_argument("--bare-rate-limiter", action="store_true",
-                        help="diagnostics: give the bare bot the Cluster Bot's AIORateLimiter(max_retries=3)")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="diagnostics: sample each bot with py-spy during the run; collapsed stacks go to DIR")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, logs)")
+    parser.add_argument(
+        "--bare-rate-limiter",
+        action="store_true",
+        help="diagnostics: give the bare bot the Cluster Bot's AIORateLimiter(max_retries=3)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="diagnostics: sample each bot with py-spy during the run; collapsed stacks go to DIR",
+    )
+    parser.add_argument(
+        "--cold-salt",
+        action="store_true",
+        help="do not create the respondent salt before the run (the first Starts then race to create it)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (database, logs)"
+    )
     args = parser.parse_args(argv)
     if args.users < 1 or args.questions < 1:
         parser.error("--users and --questions must be at least 1")
@@ -532,38 +692,83 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def amain(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-survey-"))
     url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    print(f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()} ({platform.python_implementation()}), "
-          f"{platform.system()} {platform.release()}, {platform.machine()}")
-    print(f"load: {args.users} users x {args.questions} questions "
-          f"({question_types(args.questions).count('range')} range buttons + {question_types(args.questions).count('integer')} typed integers), "
-          f"database {url.split('://', 1)[0]}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.release()}, {platform.machine()}"
+    )
+    print(
+        f"load: {args.users} users x {args.questions} questions "
+        f"({question_types(args.questions).count('range')} range buttons + {question_types(args.questions).count('integer')} typed integers), "
+        f"database {url.split('://', 1)[0]}"
+    )
     results: list[Result] = []
     started = time.perf_counter()
     try:
         if args.only != "bare":
-            launch_id = await prepare_database(url, users=args.users, questions=args.questions,
-                                               reset_postgres=args.reset_postgres, cold_salt=False)
+            launch_id = await prepare_database(
+                url,
+                users=args.users,
+                questions=args.questions,
+                reset_postgres=args.reset_postgres,
+                cold_salt=args.cold_salt,
+            )
             command = {
                 "cli": [sys.executable, "-m", "bot", "run"],
                 "instrumented": [sys.executable, "-m", "bench._instrumented_bot"],
-                "no-rate-limiter": [sys.executable, "-m", "bench._instrumented_bot", "--no-rate-limiter"],
-                "instrumented-no-rate-limiter": [sys.executable, "-m", "bench._instrumented_bot", "--no-rate-limiter"],
+                "no-rate-limiter": [
+                    sys.executable,
+                    "-m",
+                    "bench._instrumented_bot",
+                    "--no-rate-limiter",
+                ],
+                "instrumented-no-rate-limiter": [
+                    sys.executable,
+                    "-m",
+                    "bench._instrumented_bot",
+                    "--no-rate-limiter",
+                ],
             }[args.ours]
             env = {"DATABASE_URL": url, "CDA_USER_IDS": "", "PYTHONPATH": str(ROOT)}
             if args.ours.startswith("instrumented"):
                 env["BENCH_SQL_COUNTS"] = str(workdir / "sql_counts.json")
             name = "cluster bot" + ("" if args.ours == "cli" else f" [{args.ours}]")
-            results.append(await run_bot(name, command, env, users=args.users, questions=args.questions,
-                                         launch_id=launch_id, strict=True, timeout=args.timeout, workdir=workdir,
-                                         seed=args.seed, budget=args.budget, py_spy=args.profile))
+            results.append(
+                await run_bot(
+                    name,
+                    command,
+                    env,
+                    users=args.users,
+                    questions=args.questions,
+                    launch_id=launch_id,
+                    strict=True,
+                    timeout=args.timeout,
+                    workdir=workdir,
+                    seed=args.seed,
+                    budget=args.budget,
+                    py_spy=args.profile,
+                )
+            )
         if args.only != "ours":
             env = {"PYTHONPATH": str(ROOT)}
             if args.bare_rate_limiter:
                 env["BARE_RATE_LIMITER"] = "1"
             name = "bare PTB" + (" [AIORateLimiter]" if args.bare_rate_limiter else "")
-            results.append(await run_bot(name, [sys.executable, "-m", "bench.bare_bot"], env, users=args.users,
-                                         questions=args.questions, launch_id=None, strict=False, timeout=args.timeout,
-                                         workdir=workdir, seed=args.seed, budget=args.budget, py_spy=args.profile))
+            results.append(
+                await run_bot(
+                    name,
+                    [sys.executable, "-m", "bench.bare_bot"],
+                    env,
+                    users=args.users,
+                    questions=args.questions,
+                    launch_id=None,
+                    strict=False,
+                    timeout=args.timeout,
+                    workdir=workdir,
+                    seed=args.seed,
+                    budget=args.budget,
+                    py_spy=args.profile,
+                )
+            )
         print()
         for result in results:
             print("\n".join(describe(result)))
@@ -577,7 +782,17 @@ async def amain(args: argparse.Namespace) -> int:
             ratio = results[0].rate / results[1].rate
             verdict = "met" if ratio >= GOAL else "MISSED"
             print()
-            print(f"ratio (cluster bot / bare PTB) answers/s = {ratio:.2f} (goal >= {GOAL:.2f}: {verdict})")
+            print(
+                f"ratio (cluster bot / bare PTB) answers/s = {ratio:.2f} (goal >= {GOAL:.2f}: {verdict})"
+            )
+            ours_cpu, bare_cpu = (
+                r.bot_cpu_seconds / max(r.answers + len(r.start_latencies), 1) for r in results
+            )
+            if ours_cpu > 0 and bare_cpu > 0:
+                print(
+                    f"bot CPU per update: cluster bot {1000 * ours_cpu:.1f} ms, bare PTB {1000 * bare_cpu:.1f} ms"
+                    f" (bare / ours = {bare_cpu / ours_cpu:.2f}; less sensitive to background load than answers/s)"
+                )
         print(f"total run time {time.perf_counter() - started:.1f}s")
         return 1 if any(r.broken for r in results) else 0
     finally:
@@ -594,11 +809,34 @@ async def amain(args: argparse.Namespace) -> int:
 def instrumented_report(path: Path, result: Result) -> str:
     data = json.loads(path.read_text())
     updates = result.answers + result.users
-    lines = [f"SQL per update (instrumented run, {updates} updates = {result.answers} answers + {result.users} Starts):"]
-    for key in ("statements", "select", "insert", "update", "delete", "commits", "connections_checked_out", "new_connections"):
+    lines = [
+        f"SQL per update (instrumented run, {updates} updates = {result.answers} answers + {result.users} Starts):"
+    ]
+    for key in (
+        "statements",
+        "select",
+        "insert",
+        "update",
+        "delete",
+        "commits",
+        "connections_checked_out",
+        "new_connections",
+    ):
         lines.append(f"  {key:<24}{data.get(key, 0) / updates:7.2f}")
-    lines.append(f"  SQL time in the bot     {data.get('execute_seconds', 0):.2f}s total, "
-                 f"{1000 * data.get('execute_seconds', 0) / updates:.2f} ms/update (cursor.execute, incl. waits for the DB lock)")
+    lines.append(
+        f"  SQL time in the bot     {data.get('execute_seconds', 0):.2f}s total, "
+        f"{1000 * data.get('execute_seconds', 0) / updates:.2f} ms/update (cursor.execute, incl. waits for the DB lock)"
+    )
+    wall, calls = data.get("wall", {}), data.get("calls", {})
+    if wall:
+        lines.append(
+            "  wall time per update (summed over concurrent updates; DB includes pool waits, API includes rate limiter):"
+        )
+        for key in sorted(wall, key=lambda k: -wall[k]):
+            lines.append(
+                f"    {key:<32}{1000 * wall[key] / updates:8.1f} ms/update   {calls.get(key, 0) / updates:5.2f} calls/update"
+                f"   {1000 * wall[key] / max(calls.get(key, 1), 1):7.1f} ms/call"
+            )
     top = sorted(data.get("by_statement", {}).items(), key=lambda kv: -kv[1])[:12]
     lines.append("  most frequent statements (per update):")
     for sql, count in top:
