@@ -16,6 +16,7 @@ from bot.config import Settings, SettingsError, load_settings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
 from bot.languages import LANGUAGES
 from bot.services import clusters as cluster_service
+from bot.services.activity_import import import_activities
 from bot.services.surveys import service as survey_service
 from bot.services.surveys.loaders import SurveyFormatError, load_file
 
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     survey_list = survey.add_parser("list", help="surveys and their response counts")
     survey_list.add_argument("--cluster", help="only this cluster (invite code)")
     survey_list.add_argument("--json", action="store_true", help="print one JSON document")
+
+    activity = commands.add_parser("activity", help="the action plan").add_subparsers(dest="activity_command", required=True)
+    activity_import = activity.add_parser("import", help="load activities from a CSV or XLSX file (all rows or none)")
+    activity_import.add_argument("file")
+    activity_import.add_argument("--cluster", required=True, help="the cluster's invite code")
+    activity_import.add_argument("--json", action="store_true", help="print one JSON document")
 
     cda = commands.add_parser("cda", help="cluster development agents").add_subparsers(dest="cda_command", required=True)
     add = cda.add_parser("add", help="make a Telegram user a CDA of a cluster")
@@ -151,6 +158,17 @@ async def _import_survey(session, args, _settings) -> dict[str, Any]:
     return {**_survey_document(survey, 0, 0, 0), "cluster": cluster.name, "warnings": result.warnings}
 
 
+async def _import_activities(session, args, _settings) -> dict[str, Any]:
+    cluster = await cluster_service.require_cluster(session, code=args.cluster)
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{args.file}: no such file.")
+    result = await import_activities(session, cluster=cluster, filename=path.name, data=path.read_bytes(), actor_user_id=None)
+    if not result.ok:
+        raise CliError("\n".join(str(problem) for problem in result.problems) + "\nNothing was imported; fix the rows above and run the command again.")
+    return {"cluster": cluster.name, "created": len(result.activities), "ids": [a.id for a in result.activities]}
+
+
 def _survey_document(survey, launches: int, responses: int, completed: int) -> dict[str, Any]:
     return {
         "id": survey.id,
@@ -204,6 +222,8 @@ def _print_human(command: str, result: Any) -> None:
         for row in result:
             print(f"{row['id']:>4}  {row['form_id']} v{row['version']}  {row['title']}  "
                   f"launches={row['launches']} responses={row['responses']} completed={row['completed']}")
+    elif command == "activities":
+        print(f"Imported {result['created']} activities into {result['cluster']!r}.")
     elif command == "add":
         print(f"User {result['user_id']} is now a CDA of {result['cluster']!r}.")
 
@@ -256,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             ("cda", "add"): (_add_cda, "add"),
             ("survey", "import"): (_import_survey, "import"),
             ("survey", "list"): (_list_surveys, "surveys"),
+            ("activity", "import"): (_import_activities, "activities"),
         }[(command, getattr(args, f"{command}_command"))]
         result = asyncio.run(_with_session(settings, lambda session: work(session, args, settings)))
     except (SettingsError, CliError, cluster_service.ClusterError, survey_service.SurveyError) as error:

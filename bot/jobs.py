@@ -9,6 +9,8 @@ from telegram.ext import Application, ContextTypes
 
 from bot.db import SessionMaker
 from bot.services import outbox
+from bot.services.meetings import queue_due_reminders
+from bot.services.reports import queue_weekly_reminders
 from bot.services.surveys import service as surveys
 from bot.services.surveys.notices import invitation_drafts
 from models import Cluster, Survey
@@ -34,9 +36,23 @@ async def survey_maintenance(sessionmaker: SessionMaker) -> int:
     return queued
 
 
+# Everything due by the clock, each idempotent: the job may run late, twice, or on two workers.
+MAINTENANCE = (survey_maintenance, queue_due_reminders, queue_weekly_reminders)
+
+
+async def run_maintenance(sessionmaker: SessionMaker) -> int:
+    queued = 0
+    for task in MAINTENANCE:
+        try:
+            queued += await task(sessionmaker)
+        except Exception:  # one failing task must not stop the others
+            log.exception("Maintenance task %s failed", task.__name__)
+    return queued
+
+
 async def _run_maintenance(context: ContextTypes.DEFAULT_TYPE) -> None:
     deps = context.application.deps  # type: ignore[attr-defined]
-    if await survey_maintenance(deps.sessionmaker):
+    if await run_maintenance(deps.sessionmaker):
         sender = deps.extra.get("sender")
         if sender is not None:
             sender.notify()
@@ -44,6 +60,6 @@ async def _run_maintenance(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 def schedule_jobs(application: Application) -> None:
     # A stable name: rescheduling after a restart replaces, never doubles, the job.
-    for job in application.job_queue.get_jobs_by_name("survey-maintenance"):
+    for job in application.job_queue.get_jobs_by_name("maintenance"):
         job.schedule_removal()
-    application.job_queue.run_repeating(_run_maintenance, interval=60, first=5, name="survey-maintenance")
+    application.job_queue.run_repeating(_run_maintenance, interval=60, first=5, name="maintenance")

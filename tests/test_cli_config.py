@@ -107,3 +107,18 @@ def test_cli_imports_surveys_and_lists_them(tmp_path):
     assert refused.returncode != 0 and "calculate" in refused.stderr
     listed = json.loads(run_cli(tmp_path, "survey", "list", "--cluster", created["invite_code"], "--json").stdout)
     assert [row["form_id"] for row in listed] == ["activity_feedback", "diagnostic_study", "trust_linkage", "msme_check"]
+
+
+def test_cli_imports_activities_all_or_nothing(tmp_path):
+    created = json.loads(run_cli(tmp_path, "cluster", "create", "Agra Footwear", "--json").stdout)
+    good = tmp_path / "plan.csv"
+    good.write_text("year,title,category,due_date,venue,target\n"
+                    "2027,Leather testing workshop,training,15/03/2027,CLRI Agra,20 firms trained\n"
+                    "2027,Joint stall at the trade fair,joint_marketing,30/09/2027,Pragati Maidan,8 firms\n", encoding="utf-8")
+    imported = run_cli(tmp_path, "activity", "import", str(good), "--cluster", created["invite_code"], "--json")
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["created"] == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("year,title,category,due_date\n2027,Visit,exposure_visit,31/02/2027\n", encoding="utf-8")
+    refused = run_cli(tmp_path, "activity", "import", str(bad), "--cluster", created["invite_code"])
+    assert refused.returncode != 0 and "Row 2" in refused.stderr and "Nothing was imported" in refused.stderr
