@@ -13,6 +13,16 @@ Other buttons carry the ids they act on, and the permission behind them is check
 | ``lng:pick:<code>`` | /language (valid at any time) |
 | ``inv:<cluster_id>`` | /invite for one of the CDA's clusters |
 | ``stk:<cluster_id>:<page>`` | /stakeholders page |
+| ``svs:<launch_id>`` | start or resume a survey (invitation, reminder, /surveys) |
+| ``sva:<response_id>:<question>:<action>`` | answer the current survey question (handlers/survey_render.py) |
+| ``lch:<step>:<value>`` | /launch dialog |
+| ``res:<launch_id>`` | /results for one survey round |
+| ``bcs:<step>:<value>`` | /broadcast dialog; ``bcx`` / ``bcf`` its progress and failure-list buttons |
+| ``act:<step>:<value>`` | /activity dialog |
+| ``rpt:<step>:<value>`` | /report steps; ``rpv:<report>`` verify, ``rpp:<report>`` photos, ``rps:<activity>`` report now |
+| ``mtg:<step>:<value>`` | /meeting dialog |
+| ``mtr:<invite>:<y|n|m>`` | RSVP; ``mtc:<invite>`` calendar file; ``mtt:<meeting>`` tally refresh |
+| ``sts:<step>:<value>`` | /stats and /export |
 """
 
 from __future__ import annotations
