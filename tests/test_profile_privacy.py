@@ -90,7 +90,8 @@ async def test_forget_erases_personal_data(user_factory, sessionmaker):
         assert (await session.exec(select(AuditEntry).where(AuditEntry.actor_user_id == USER))).all() == []
     await user.send("/mydata")
     payload = json.loads(next(c for c in user.replies if c.method == "sendDocument").files["document"][1])
-    assert set(payload) == {"telegram_user_id", "exported_at", "activity_log"} and payload["activity_log"] == []
+    assert set(payload) == {"telegram_user_id", "exported_at", "activity_log", "messages_sent_to_you"}
+    assert payload["activity_log"] == [] and payload["messages_sent_to_you"] == []
     await user.send("/forget")
     # Forgotten: the language picked is gone too, so Telegram's language_code (hi) is used again.
     assert user.last_text() == tr("hi", "We keep no personal data about you.")

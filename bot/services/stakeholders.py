@@ -10,7 +10,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import audit
 from models import (
+    Activity,
     ActivityPerson,
+    CompletionReport,
+    Meeting,
+    MeetingInvite,
+    OutboxMessage,
     CdaAssignment,
     AuditEntry,
     Cluster,
@@ -205,6 +210,15 @@ async def export_personal_data(session: AsyncSession, *, telegram_user_id: int) 
             }
             for response, survey in responses.all()
         ]
+        document.update(await _activity_data(session, stakeholder_id=stakeholder.id))
+    messages = await session.exec(
+        select(OutboxMessage.purpose, OutboxMessage.status, OutboxMessage.sent_at)
+        .where(OutboxMessage.chat_id == telegram_user_id)
+        .order_by(col(OutboxMessage.id))
+    )
+    document["messages_sent_to_you"] = [
+        {"purpose": purpose, "status": status, "sent_at": _iso(sent_at)} for purpose, status, sent_at in messages.all()
+    ]
     preference = await session.get(UserPreference, telegram_user_id)
     if preference is not None:
         document["language_preference"] = preference.language
@@ -221,6 +235,46 @@ async def export_personal_data(session: AsyncSession, *, telegram_user_id: int) 
         for entry in actions.all()
     ]
     return document
+
+
+async def _activity_data(session: AsyncSession, *, stakeholder_id: int) -> dict[str, Any]:
+    roles = await session.exec(
+        select(ActivityPerson.role, Activity.title, Activity.year)
+        .join(Activity, col(Activity.id) == ActivityPerson.activity_id)
+        .where(ActivityPerson.stakeholder_id == stakeholder_id)
+    )
+    reports = await session.exec(
+        select(CompletionReport, Activity.title)
+        .join(Activity, col(Activity.id) == CompletionReport.activity_id)
+        .where(CompletionReport.stakeholder_id == stakeholder_id)
+        .order_by(col(CompletionReport.created_at))
+    )
+    invites = await session.exec(
+        select(MeetingInvite, Meeting.title, Meeting.starts_at)
+        .join(Meeting, col(Meeting.id) == MeetingInvite.meeting_id)
+        .where(MeetingInvite.stakeholder_id == stakeholder_id)
+        .order_by(col(Meeting.starts_at))
+    )
+    return {
+        "activities": [{"role": role, "activity": title, "year": year} for role, title, year in roles.all()],
+        "reports": [
+            {
+                "activity": title,
+                "state": report.state,
+                "status": report.status,
+                "progress": report.progress,
+                "what_was_done": report.done_text,
+                "participants": report.participants,
+                "photos": len(report.photo_file_ids or []),
+                "submitted_at": _iso(report.submitted_at),
+            }
+            for report, title in reports.all()
+        ],
+        "meetings": [
+            {"meeting": title, "starts_at": _iso(starts_at), "rsvp": invite.response}
+            for invite, title, starts_at in invites.all()
+        ],
+    }
 
 
 async def discard_draft(session: AsyncSession, *, telegram_user_id: int) -> None:
@@ -248,6 +302,8 @@ async def forget(session: AsyncSession, *, telegram_user_id: int) -> None:
     await session.exec(
         delete(DialogState).where(col(DialogState.telegram_user_id) == telegram_user_id)
     )
+    # Queued and sent notices to this chat carry their name and what they were told.
+    await session.exec(delete(OutboxMessage).where(col(OutboxMessage.chat_id) == telegram_user_id))
     await session.exec(
         update(AuditEntry)
         .where(col(AuditEntry.actor_user_id) == telegram_user_id)
