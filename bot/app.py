@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from telegram import Update
@@ -85,6 +86,9 @@ async def post_init(application: ClusterApplication) -> None:
     if application.deps.extra.get("background", True):
         sender.start()
         schedule_jobs(application)
+        # The imports leave about a million long-lived objects; without this every full garbage
+        # collection walks them all and stalls the event loop for 100-250 ms (bench/reporting.py).
+        gc.freeze()
 
 
 async def post_shutdown(application: ClusterApplication) -> None:

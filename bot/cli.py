@@ -16,7 +16,9 @@ from bot.config import Settings, SettingsError, load_settings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
 from bot.languages import LANGUAGES
 from bot.services import clusters as cluster_service
+from bot.services import exports, selection
 from bot.services.activity_import import import_activities
+from bot.services.selection import CRITERIA
 from bot.services.surveys import service as survey_service
 from bot.services.surveys.loaders import SurveyFormatError, load_file
 
@@ -48,8 +50,22 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--state")
     create.add_argument("--language", choices=list(LANGUAGES), help="the cluster's default language")
     create.add_argument("--json", action="store_true", help="print one JSON document")
-    listing = cluster.add_parser("list", help="clusters with counts")
+    listing = cluster.add_parser("list", help="clusters with counts, ranked by their weighted selection score")
+    listing.add_argument("--weights", default="", help="e.g. importance=2,viability=1.5 (unnamed criteria weigh 1)")
     listing.add_argument("--json", action="store_true", help="print one JSON document")
+    score = cluster.add_parser("score", help="score a cluster on the four selection criteria (1-5 each)")
+    score.add_argument("code", help="the cluster's invite code")
+    for criterion in CRITERIA:
+        score.add_argument(f"--{criterion}", type=int, help="1 (low) to 5 (high)")
+        score.add_argument(f"--{criterion}-note", dest=f"{criterion}_note", help="why this score (optional)")
+    score.add_argument("--json", action="store_true", help="print one JSON document")
+
+    export = commands.add_parser("export", help="write a cluster's data as XLSX or a zip of CSV files")
+    export.add_argument("--cluster", required=True, help="the cluster's invite code")
+    export.add_argument("--format", required=True, choices=["xlsx", "csv"])
+    export.add_argument("--out", required=True, help="the file to write")
+    export.add_argument("--language", choices=list(LANGUAGES), help="language of choice labels (default: the cluster's)")
+    export.add_argument("--json", action="store_true", help="print one JSON document")
 
     survey = commands.add_parser("survey", help="surveys").add_subparsers(dest="survey_command", required=True)
     survey_import = survey.add_parser("import", help="load a survey from YAML or an XLSForm .xlsx")
@@ -121,16 +137,55 @@ async def _create_cluster(session, args, settings: Settings) -> dict[str, Any]:
     )
 
 
-async def _list_clusters(session, _args, _settings) -> list[dict[str, Any]]:
+async def _list_clusters(session, args, _settings) -> list[dict[str, Any]]:
+    try:
+        weights = selection.parse_weights(args.weights)
+        ranked = await selection.ranked_clusters(session, weights=weights)
+    except selection.SelectionError as error:
+        raise CliError(str(error)) from None
+    counts = {summary.cluster.id: summary for summary in await cluster_service.list_clusters(session)}
     return [
         _cluster_document(
-            summary.cluster,
-            await cluster_service.invite_link(session, cluster=summary.cluster),
-            members=summary.members,
-            cdas=summary.cdas,
+            entry.cluster,
+            await cluster_service.invite_link(session, cluster=entry.cluster),
+            members=counts[entry.cluster.id].members,
+            cdas=counts[entry.cluster.id].cdas,
+            rank=entry.rank,
+            total=entry.total,
+            max_total=entry.max_total,
+            score_notes=entry.cluster.score_notes,
         )
-        for summary in await cluster_service.list_clusters(session)
+        for entry in ranked
     ]
+
+
+async def _score_cluster(session, args, _settings) -> dict[str, Any]:
+    cluster = await cluster_service.require_cluster(session, code=args.code)
+    scores = {criterion: getattr(args, criterion) for criterion in CRITERIA}
+    notes = {criterion: getattr(args, f"{criterion}_note") for criterion in CRITERIA if getattr(args, f"{criterion}_note") is not None}
+    if all(value is None for value in scores.values()) and not notes:
+        raise CliError("Give at least one score, e.g. --importance 4 (1 = low, 5 = high).")
+    try:
+        cluster = await selection.score_cluster(session, cluster=cluster, notes=notes, **scores)
+    except selection.SelectionError as error:
+        raise CliError(str(error)) from None
+    return _cluster_document(cluster, await cluster_service.invite_link(session, cluster=cluster), score_notes=cluster.score_notes)
+
+
+async def _export(session, args, _settings) -> dict[str, Any]:
+    cluster = await cluster_service.require_cluster(session, code=args.cluster)
+    try:
+        name, content = await exports.write_export(
+            session, cluster=cluster, fmt=args.format, language=args.language or cluster.language
+        )
+    except exports.ExportError as error:
+        raise CliError(str(error)) from None
+    out = Path(args.out)
+    try:
+        out.write_bytes(content)
+    except OSError as error:
+        raise CliError(f"Cannot write {out}: {error.strerror}.") from None
+    return {"cluster": cluster.name, "path": str(out), "bytes": len(content), "format": args.format}
 
 
 async def _add_cda(session, args, _settings) -> dict[str, Any]:
@@ -210,10 +265,15 @@ def _print_human(command: str, result: Any) -> None:
         if not result:
             print("No clusters yet. Create one with: cluster-bot cluster create NAME")
         for row in result:
+            score = f"score={row['total']:g}/{row['max_total']:g} (#{row['rank']})" if row["total"] is not None else "score=not yet"
             print(
                 f"{row['id']:>4}  {row['invite_code']:<14} {row['name']}  "
-                f"members={row['members']} cdas={row['cdas']}  {row['invite_link'] or ''}".rstrip()
+                f"members={row['members']} cdas={row['cdas']} {score}  {row['invite_link'] or ''}".rstrip()
             )
+    elif command == "score":
+        print(f"Scored {result['name']!r}: " + ", ".join(f"{c}={result[c]}" for c in CRITERIA))
+    elif command == "export":
+        print(f"Wrote {result['path']} ({result['bytes']:,} bytes) for {result['cluster']!r}.")
     elif command == "import":
         print(f"Imported {result['form_id']} v{result['version']} ({result['questions']} questions) into {result['cluster']!r}.")
     elif command == "surveys":
@@ -270,9 +330,14 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_with_session(settings, lambda _session: asyncio.sleep(0)))
             print("Database is up to date.")
             return 0
+        if command == "export":
+            result = asyncio.run(_with_session(settings, lambda session: _export(session, args, settings)))
+            _emit(args, "export", result)
+            return 0
         work, sub = {
             ("cluster", "create"): (_create_cluster, "create"),
             ("cluster", "list"): (_list_clusters, "list"),
+            ("cluster", "score"): (_score_cluster, "score"),
             ("cda", "add"): (_add_cda, "add"),
             ("survey", "import"): (_import_survey, "import"),
             ("survey", "list"): (_list_surveys, "surveys"),
@@ -282,8 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, CliError, cluster_service.ClusterError, survey_service.SurveyError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
+    _emit(args, sub, result)
+    return 0
+
+
+def _emit(args, sub: str, result: Any) -> None:
     if getattr(args, "json", False):
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         _print_human(sub, result)
-    return 0

@@ -122,3 +122,33 @@ def test_cli_imports_activities_all_or_nothing(tmp_path):
     bad.write_text("year,title,category,due_date\n2027,Visit,exposure_visit,31/02/2027\n", encoding="utf-8")
     refused = run_cli(tmp_path, "activity", "import", str(bad), "--cluster", created["invite_code"])
     assert refused.returncode != 0 and "Row 2" in refused.stderr and "Nothing was imported" in refused.stderr
+
+
+def test_cli_scores_ranks_and_exports(tmp_path):
+    from openpyxl import load_workbook
+
+    first = json.loads(run_cli(tmp_path, "cluster", "create", "Firozabad Glass", "--json").stdout)
+    second = json.loads(run_cli(tmp_path, "cluster", "create", "Moradabad Brass", "--json").stdout)
+    run_cli(tmp_path, "cluster", "create", "Unscored Cluster")
+    assert run_cli(tmp_path, "cluster", "score", first["invite_code"], "--importance", "3", "--promotability", "3",
+                   "--viability", "3", "--sustainability", "3").returncode == 0
+    scored = run_cli(tmp_path, "cluster", "score", second["invite_code"], "--importance", "5", "--promotability", "4",
+                     "--viability", "4", "--sustainability", "2", "--importance-note", "largest brass cluster", "--json")
+    assert json.loads(scored.stdout)["score_notes"] == {"importance": "largest brass cluster"}
+    bad = run_cli(tmp_path, "cluster", "score", second["invite_code"], "--viability", "9")
+    assert bad.returncode != 0 and "viability" in bad.stderr
+    ranked = json.loads(run_cli(tmp_path, "cluster", "list", "--json").stdout)
+    assert [(r["name"], r["rank"], r["total"]) for r in ranked] == [
+        ("Moradabad Brass", 1, 15.0), ("Firozabad Glass", 2, 12.0), ("Unscored Cluster", None, None)]
+    weighted = json.loads(run_cli(tmp_path, "cluster", "list", "--weights", "sustainability=5", "--json").stdout)
+    assert weighted[0]["name"] == "Firozabad Glass"
+
+    out = tmp_path / "moradabad.xlsx"
+    exported = run_cli(tmp_path, "export", "--cluster", second["invite_code"], "--format", "xlsx", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    book = load_workbook(out, read_only=True)
+    assert any("takeholder" in name for name in book.sheetnames)
+    zipped = run_cli(tmp_path, "export", "--cluster", second["invite_code"], "--format", "csv", "--out", str(tmp_path / "m.zip"), "--json")
+    assert json.loads(zipped.stdout)["format"] == "csv"
+    missing = run_cli(tmp_path, "export", "--cluster", "NoSuchCode99", "--format", "xlsx", "--out", str(out))
+    assert missing.returncode != 0 and "cluster list" in missing.stderr
