@@ -50,5 +50,9 @@ extract: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: catalogs
-	$(PY) -m bench.registration
+# Benchmarks run against the local Bot API stand-in (tests/botapi.py); each prints its figures.
+bench: fonts catalogs
+	$(PY) -m bench.survey_answers
+	$(PY) -m bench.broadcast
+	$(PY) -m bench.broadcast --kill
+	$(PY) -m bench.reporting
