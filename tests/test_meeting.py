@@ -147,7 +147,7 @@ async def test_tamil_cda_calls_a_meeting_and_invitees_answer_in_their_languages(
     assert tr("ta", "📍 Share location") in cda.reply_keyboard()
     await cda.send("near the temple")
     assert cda.texts()[0] == tr("ta", "Please share a location with the button, or press Skip.")
-    await cda._process(api.make_message(CDA_ID, None, location=(28.8386, 78.7733)))
+    await cda._process(api.make_message(CDA_ID, None, location=(28.8386, 78.7733), language_code="ta"))
     assert cda.last_text() == tr("ta", "What is the agenda? Write the points to discuss.")
     await cda.send("1. Common facility centre\n2. Bank loans, subsidy")
     assert cda.last_text() == tr("ta", "Who should be invited?")

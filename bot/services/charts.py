@@ -358,7 +358,7 @@ def _legend(texts: list, top: float, items: Sequence[tuple[str, str]]) -> float:
 
 
 def _bar_panel(layout: _Layout, texts: list, panel: BarPanel, top: float) -> None:
-    texts.append(("text", (MARGIN, top + 8), panel.title, 26, "lt", INK, True, False))
+    texts.append(("text", (MARGIN, top + 8), fit(panel.title, 26, WIDTH - 2 * MARGIN, bold=True), 26, "lt", INK, True, False))
     top += 56
     if len(panel.series) > 1:
         top = _legend(texts, top, [(series.label, series.color) for series in panel.series])
@@ -386,7 +386,7 @@ def _bar_panel(layout: _Layout, texts: list, panel: BarPanel, top: float) -> Non
 
 
 def _line_panel(layout: _Layout, texts: list, panel: LinePanel, top: float) -> None:
-    texts.append(("text", (MARGIN, top + 8), panel.title, 26, "lt", INK, True, False))
+    texts.append(("text", (MARGIN, top + 8), fit(panel.title, 26, WIDTH - 2 * MARGIN, bold=True), 26, "lt", INK, True, False))
     top += 56
     if len(panel.series) > 1:
         top = _legend(texts, top, [(series.label, series.color) for series in panel.series])
@@ -416,7 +416,7 @@ def _line_panel(layout: _Layout, texts: list, panel: LinePanel, top: float) -> N
 
 
 def _graph_panel(layout: _Layout, texts: list, panel: GraphPanel, top: float) -> None:
-    texts.append(("text", (MARGIN, top + 8), panel.title, 26, "lt", INK, True, False))
+    texts.append(("text", (MARGIN, top + 8), fit(panel.title, 26, WIDTH - 2 * MARGIN, bold=True), 26, "lt", INK, True, False))
     top += 56
     side = 760
     left = (WIDTH - side) / 2
@@ -492,7 +492,7 @@ def render(chart: Chart) -> Rendered:
         figure = Figure(figsize=(WIDTH / DPI, height / DPI), dpi=DPI, facecolor="white")
         canvas = FigureCanvasAgg(figure)
         layout = _Layout(figure, height)
-        queued: list[tuple] = [("text", (MARGIN, MARGIN), chart.title, 34, "lt", INK, True, False)]
+        queued: list[tuple] = [("text", (MARGIN, MARGIN), fit(chart.title, 34, WIDTH - 2 * MARGIN, bold=True), 34, "lt", INK, True, False)]
         top = MARGIN + 50
         for line in chart.subtitle:
             queued.append(("text", (MARGIN, top), line, 22, "lt", MUTED, False, False))
