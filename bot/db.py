@@ -20,6 +20,9 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     # instead of failing; SQLite leaves foreign keys off unless asked.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL still survives a killed process (only a power cut can lose the last
+    # commits) and makes each commit several times cheaper; the outbox commits once per message.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -9,6 +9,7 @@ from telegram.ext import Application, ContextTypes
 
 from bot.db import SessionMaker
 from bot.services import outbox
+from bot.services.broadcasts import start_due_broadcasts
 from bot.services.meetings import queue_due_reminders
 from bot.services.reports import queue_weekly_reminders
 from bot.services.surveys import service as surveys
@@ -37,7 +38,7 @@ async def survey_maintenance(sessionmaker: SessionMaker) -> int:
 
 
 # Everything due by the clock, each idempotent: the job may run late, twice, or on two workers.
-MAINTENANCE = (survey_maintenance, queue_due_reminders, queue_weekly_reminders)
+MAINTENANCE = (survey_maintenance, start_due_broadcasts, queue_due_reminders, queue_weekly_reminders)
 
 
 async def run_maintenance(sessionmaker: SessionMaker) -> int:

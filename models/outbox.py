@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Text
+from sqlalchemy import JSON, DateTime, Index, Text
 from sqlmodel import Field, SQLModel
 
 from models.base import telegram_id_field, timestamp_field
@@ -22,6 +22,11 @@ class OutboxStatus(StrEnum):
 
 class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox_message"
+    # The sender claims by (status, not_before); progress and summaries count by (purpose, ref_id).
+    __table_args__ = (
+        Index("ix_outbox_message_due", "status", "not_before"),
+        Index("ix_outbox_message_purpose_ref", "purpose", "ref_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     chat_id: int = telegram_id_field(index=True)
