@@ -23,8 +23,8 @@ from bot.context import ClusterApplication, ClusterContext, Deps
 from bot.db import create_engine, create_sessionmaker
 from bot.jobs import schedule_jobs
 from bot.sender import OutboxSender
-from bot.updates import PerUserUpdateProcessor
 from bot.services.settings_store import BOT_USERNAME, set_value
+from bot.updates import PerUserUpdateProcessor
 from handlers import (
     activity,
     broadcast,

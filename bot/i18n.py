@@ -7,8 +7,7 @@ module-level constants translated later, with :func:`N_`.
 from __future__ import annotations
 
 from datetime import date, datetime
-from functools import cache
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 

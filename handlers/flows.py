@@ -5,10 +5,19 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import MessageHandler, filters
 
-from bot.callbacks import PROFILE, REGISTRATION
 from bot.context import ClusterContext
 from bot.services import dialogs
-from handlers import activity, broadcast, meeting, profile, registration, report, stats, survey, survey_admin
+from handlers import (
+    activity,
+    broadcast,
+    meeting,
+    profile,
+    registration,
+    report,
+    stats,
+    survey,
+    survey_admin,
+)
 from handlers.common import send
 
 # Each feature module that keeps a persisted flow names it FLOW and may take typed text, contacts,

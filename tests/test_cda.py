@@ -6,12 +6,10 @@ import io
 import json
 
 from PIL import Image
-from sqlmodel import select
 
 from bot.languages import LANGUAGES
 from bot.services.clusters import add_cda
 from bot.services.stakeholders import register
-from models import AuditEntry
 from models.base import utcnow
 from tests.conftest import CDA_ID
 from tests.helpers import make_cluster, tr

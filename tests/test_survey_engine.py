@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.services.surveys import engine
-from bot.services.surveys.loaders import SurveyFormatError, load_file, load_yaml_text, template_paths
+from bot.services.surveys.loaders import (
+    SurveyFormatError,
+    load_file,
+    load_yaml_text,
+    template_paths,
+)
 
 FORM = """
 form_id: demo

@@ -12,22 +12,22 @@ from bot.services import audit
 from models import (
     Activity,
     ActivityPerson,
+    AuditEntry,
+    CdaAssignment,
+    Cluster,
     CompletionReport,
+    DialogState,
     Meeting,
     MeetingInvite,
-    OutboxMessage,
-    CdaAssignment,
-    AuditEntry,
-    Cluster,
-    DialogState,
     Membership,
+    OutboxMessage,
     Stakeholder,
     Survey,
     SurveyResponse,
     UserPreference,
 )
-from models.base import as_utc, utcnow
 from models.action_plan import ActivityRole
+from models.base import as_utc, utcnow
 from models.stakeholder import SizeClass, StakeholderStatus
 
 # Bump when the consent notice's text changes, so we know which notice each person agreed to.

@@ -7,10 +7,7 @@ Create Date: 2026-11-28 05:57:27.887754
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-import sqlmodel
 from alembic import op
-
 
 revision: str = '0004'
 down_revision: str | None = '0003'
