@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -297,11 +298,12 @@ _FUNCTIONS: dict[str, _Function] = {
 # --- syntax tree --------------------------------------------------------------------------------
 
 
-class _Node:
+class _Node(ABC):
     __slots__ = ()
 
+    @abstractmethod
     def eval(self, context: _Context) -> Any:
-        raise NotImplementedError
+        """The node's value for one set of answers."""
 
 
 class _Literal(_Node):
