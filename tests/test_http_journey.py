@@ -46,16 +46,20 @@ async def test_registration_over_http(database_url, sessionmaker):
                 api.push_update(api.make_message(USER, text, language_code="ta"))
                 await wait_for(lambda: len(api.sent(USER)) > count)
 
-            async def click(label):
+            def find(label):
                 for message in reversed(bot_messages()):
                     for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
                         for button in row:
                             if button["text"] == label:
-                                count = len(api.sent(USER))
-                                api.push_update(api.make_callback(USER, button["callback_data"], message))
-                                await wait_for(lambda count=count: len(api.sent(USER)) > count)
-                                return
-                raise AssertionError(label)
+                                return message, button["callback_data"]
+                return None
+
+            async def click(label):
+                # Over HTTP the bot may still be sending the message that carries the button.
+                message, data = await wait_for(lambda: find(label))
+                count = len(api.sent(USER))
+                api.push_update(api.make_callback(USER, data, message))
+                await wait_for(lambda: len(api.sent(USER)) > count)
 
             await say(f"/start {cluster.invite_code}")
             await click("தமிழ்")
