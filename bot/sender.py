@@ -37,6 +37,7 @@ meeting notice never seen.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import secrets
@@ -46,7 +47,7 @@ import warnings
 from collections import Counter, deque
 from datetime import timedelta
 
-from telegram import InlineKeyboardMarkup
+from telegram import InlineKeyboardMarkup, InputFile
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import ExtBot
 
@@ -407,6 +408,9 @@ class OutboxSender:
     async def _request(self, row: OutboxMessage):
         try:
             markup = InlineKeyboardMarkup.de_json(row.reply_markup, self.bot) if row.reply_markup else None
+            if row.attachment:
+                document = InputFile(base64.b64decode(row.attachment["content_b64"]), filename=row.attachment["filename"])
+                return await self.bot.send_document(row.chat_id, document, caption=row.text, reply_markup=markup), None
             return await self.bot.send_message(row.chat_id, row.text, reply_markup=markup), None
         except Exception as error:
             return None, error

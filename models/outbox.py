@@ -33,6 +33,9 @@ class OutboxMessage(SQLModel, table=True):
     stakeholder_id: int | None = Field(default=None, foreign_key="stakeholder.id", ondelete="CASCADE", index=True)
     text: str = Field(sa_type=Text)
     reply_markup: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    # A file sent with the text as its caption: {"filename": ..., "content_b64": ...}; small files
+    # the bot makes itself (a meeting's .ics), so the row alone is enough to send it again.
+    attachment: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     # What the message belongs to, e.g. ("survey_invitation", launch id); and a key that makes
     # enqueueing idempotent, so a retried launch never queues the same message twice.
     purpose: str = Field(max_length=32)

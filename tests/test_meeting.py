@@ -166,7 +166,11 @@ async def test_tamil_cda_calls_a_meeting_and_invitees_answer_in_their_languages(
     assert {(r.kind, as_utc(r.due_at)) for r in reminders} == {
         ("24h", utc_at(day, 17, 30) - timedelta(hours=24)), ("2h", utc_at(day, 17, 30) - timedelta(hours=2))}
     queued = await rows(sessionmaker, OutboxMessage, OutboxMessage.purpose == "meeting_invite")
-    assert sorted(m.dedupe_key for m in queued) == sorted(f"meeting_invite:{meeting.id}:{i.stakeholder_id}" for i in invites)
+    assert sorted(m.dedupe_key for m in queued) == sorted(
+        key for i in invites for key in (f"meeting_invite:{meeting.id}:{i.stakeholder_id}", f"meeting_invite:{meeting.id}:{i.stakeholder_id}:ics")
+    )
+    # Each notice is followed by the calendar file, carried by the outbox row itself.
+    assert all((m.attachment is not None) == m.dedupe_key.endswith(":ics") for m in queued)
     # The CDA got their own calendar file and the tally, in Tamil.
     name, properties, _ = calendar_of(api, CDA_ID)
     assert name == f"meeting-{meeting.id}.ics" and prop(properties, "METHOD") == "REQUEST"
@@ -181,11 +185,13 @@ async def test_tamil_cda_calls_a_meeting_and_invitees_answer_in_their_languages(
     assert "maps.google.com/?q=28.838600,78.773300" in notice["text"]
     [english] = notices_to(api, JOHN)
     assert "Will you come? Please answer with a button below." in english["text"]
+    name, properties, _ = calendar_of(api, ASHA)
+    assert name == f"meeting-{meeting.id}.ics" and prop(properties, "METHOD") == "REQUEST"
 
     asha, murugan, john = (ChatUser(app, api, uid) for uid in (ASHA, MURUGAN, JOHN))
     await asha.click(tr("hi", "✅ Yes"))
     assert asha.alerts() == [tr("hi", "Thank you! Your answer is saved: {answer}", answer=tr("hi", "✅ Yes"))]
-    assert tr("hi", "Your answer: {answer}. You can change it with the buttons below.", answer=tr("hi", "✅ Yes")) in asha.last_text()
+    assert tr("hi", "Your answer: {answer}. You can change it with the buttons below.", answer=tr("hi", "✅ Yes")) in notices_to(api, ASHA)[0]["text"]
     assert tr("hi", "🤔 Maybe") in asha.buttons()  # the answer can still be changed
     await murugan.click(tr("ta", "🤔 Maybe"))
     await john.click("❌ No")
@@ -499,7 +505,8 @@ async def test_reschedule_then_cancel_notify_the_invitees(app, api, sessionmaker
     assert reminders_to(api, ASHA) == []
     cancelled = [m for m in notices_to(api, ASHA) if "❌" in m["text"] and "Joint marketing" in m["text"]]
     assert len(cancelled) == 1 and tr("hi", "The meeting will not take place.") in cancelled[0]["text"]
-    assert len(await rows(sessionmaker, OutboxMessage, OutboxMessage.purpose == "meeting_cancel")) == 3
+    cancellations = await rows(sessionmaker, OutboxMessage, OutboxMessage.purpose == "meeting_cancel")
+    assert len(cancellations) == 6 and sum(m.attachment is not None for m in cancellations) == 3  # notice + file each
 
     # An old notice's buttons now say so; the calendar file removes the entry.
     stale_notice = next(m for m in notices_to(api, JOHN) if "🔄" in m["text"])
@@ -522,7 +529,7 @@ async def test_cancel_before_the_notice_left_tells_nobody(app, api, sessionmaker
         meeting = await session.get(Meeting, meeting.id)
         assert await svc.cancel_meeting(session, meeting=meeting, actor_user_id=CDA_ID) == 0
     invites = await rows(sessionmaker, OutboxMessage, OutboxMessage.purpose == "meeting_invite")
-    assert len(invites) == 3 and {m.status for m in invites} == {"skipped"}
+    assert len(invites) == 6 and {m.status for m in invites} == {"skipped"}  # 3 notices, 3 calendar files
     await app.deps.extra["sender"].drain()
     assert api.sent(ASHA) == []
 
@@ -536,6 +543,7 @@ async def test_who_may_do_what(app, api, sessionmaker):
     await app.deps.extra["sender"].drain()
     invites = {i.stakeholder_id: i for i in await rows(sessionmaker, MeetingInvite)}
     asha_invite = invites[await stakeholder_id(sessionmaker, ASHA)]
+    calendars_sent_with_the_notice = len(api.sent(JOHN, "sendDocument"))
 
     # A stakeholder is refused /meeting by the guard, in Hindi, and it is logged.
     asha = ChatUser(app, api, ASHA)
@@ -548,7 +556,8 @@ async def test_who_may_do_what(app, api, sessionmaker):
     await john.press(f"mtr:{asha_invite.id}:n", john_notice)
     assert john.alerts() == ["This invitation is not for you."]
     await john.press(f"mtc:{asha_invite.id}", john_notice)
-    assert john.alerts() == ["This invitation is not for you."] and api.sent(JOHN, "sendDocument") == []
+    assert john.alerts() == ["This invitation is not for you."]
+    assert len(api.sent(JOHN, "sendDocument")) == calendars_sent_with_the_notice == 1
     async with sessionmaker() as session:
         assert (await session.get(MeetingInvite, asha_invite.id)).response is None
     # So is the CDA pressing an invitee's button: the CDA is not the invitee.

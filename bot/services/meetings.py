@@ -32,7 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.db import SessionMaker
 from bot.i18n import N_, Translator
-from bot.services import audit, outbox
+from bot.services import audit, ics, outbox
 from bot.services.outbox import Draft
 from bot.services.settings_store import get_value, set_value
 from bot.services.surveys.engine import InvalidAnswer, normalise_digits, parse_date
@@ -62,6 +62,7 @@ RESPONSE_CODES = {"y": "yes", "n": "no", "m": "maybe"}
 RESPONSE_LABELS = {"yes": N_("✅ Yes"), "no": N_("❌ No"), "maybe": N_("🤔 Maybe")}
 
 INVITE, UPDATE, CANCEL, REMINDER = "meeting_invite", "meeting_update", "meeting_cancel", "meeting_reminder"
+CALENDAR_PURPOSES = (INVITE, UPDATE, CANCEL)
 # Earliest first: when the bot was down across both, only the later one is still worth sending.
 REMINDER_OFFSETS = {"24h": timedelta(hours=24), "2h": timedelta(hours=2)}
 
@@ -265,6 +266,7 @@ def _drafts(
     purpose: str,
     key: str,
     previous_starts_at: datetime | None = None,
+    organizer: str | None = None,
 ) -> list[Draft]:
     translators: dict[str, Translator] = {}
     drafts = []
@@ -281,6 +283,25 @@ def _drafts(
                 dedupe_key=f"{purpose}:{key}:{member.id}",
             )
         )
+        if organizer is not None and purpose in CALENDAR_PURPOSES:
+            # The calendar file travels with the notice, so phones that open .ics files can add,
+            # move or remove the meeting at once (SEQUENCE follows the revision).
+            attendee = ics.Attendee(member.name, f"tg://user?id={member.telegram_user_id}", invite.response)
+            drafts.append(
+                Draft(
+                    chat_id=member.chat_id,
+                    stakeholder_id=member.id,
+                    text=t("Open this file to remove the meeting from your calendar.")
+                    if purpose == CANCEL
+                    else t("Open this file to add the meeting to your calendar."),
+                    purpose=purpose,
+                    ref_id=meeting.id,
+                    attachment=outbox.file_attachment(
+                        ics.file_name(meeting), ics.meeting_calendar(meeting, organizer=organizer, attendee=attendee)
+                    ),
+                    dedupe_key=f"{purpose}:{key}:{member.id}:ics",
+                )
+            )
     return drafts
 
 
@@ -340,7 +361,10 @@ async def create_meeting(
         detail={"audience": audience.kind, "invited": len(members), "activity_linked": activity_id is not None,
                 "location": latitude is not None},
     )
-    drafts = _drafts(meeting, zip(invites, members, strict=True), timezone=cluster.timezone, purpose=INVITE, key=str(meeting.id))
+    drafts = _drafts(
+        meeting, zip(invites, members, strict=True), timezone=cluster.timezone, purpose=INVITE, key=str(meeting.id),
+        organizer=cluster.name,
+    )
     await outbox.enqueue(session, drafts=drafts)
     await session.commit()
     return meeting, len(members)
@@ -542,11 +566,12 @@ async def reschedule_meeting(
     )
     drafts = _drafts(
         meeting, rows, timezone=cluster.timezone, purpose=UPDATE, key=f"{meeting.id}:{meeting.revision}",
-        previous_starts_at=previous,
+        previous_starts_at=previous, organizer=cluster.name,
     )
-    added = await outbox.enqueue(session, drafts=drafts)
+    await outbox.enqueue(session, drafts=drafts)
     await session.commit()
-    return added
+    # People told, not rows: each notice comes with its calendar file.
+    return sum(1 for draft in drafts if draft.attachment is None)
 
 
 async def cancel_meeting(
@@ -577,9 +602,10 @@ async def cancel_meeting(
         session, actor_user_id=actor_user_id, action="meeting.cancel", cluster_id=meeting.cluster_id,
         subject=f"meeting:{meeting.id}", detail={"fields": ["status"]},
     )
-    added = await outbox.enqueue(session, drafts=_drafts(meeting, rows, timezone=cluster.timezone, purpose=CANCEL, key=str(meeting.id)))
+    drafts = _drafts(meeting, rows, timezone=cluster.timezone, purpose=CANCEL, key=str(meeting.id), organizer=cluster.name)
+    await outbox.enqueue(session, drafts=drafts)
     await session.commit()
-    return added
+    return sum(1 for draft in drafts if draft.attachment is None)
 
 
 # ---------------------------------------------------------------- reminders (bot/jobs.py, every minute)

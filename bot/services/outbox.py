@@ -14,6 +14,8 @@ for the one window in which that can repeat a message.
 
 from __future__ import annotations
 
+import base64
+
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +43,11 @@ class Draft:
     reply_markup: dict[str, Any] | None = None
     dedupe_key: str | None = None
     not_before: datetime | None = None
+    attachment: dict[str, Any] | None = None
+
+
+def file_attachment(filename: str, content: bytes) -> dict[str, Any]:
+    return {"filename": filename, "content_b64": base64.b64encode(content).decode()}
 
 
 async def _unreachable_ids(session: AsyncSession, stakeholder_ids: list[int]) -> set[int]:
@@ -84,6 +91,7 @@ async def enqueue(session: AsyncSession, *, drafts: Iterable[Draft]) -> int:
                 stakeholder_id=draft.stakeholder_id,
                 text=draft.text,
                 reply_markup=draft.reply_markup,
+                attachment=draft.attachment,
                 purpose=draft.purpose,
                 ref_id=draft.ref_id,
                 dedupe_key=draft.dedupe_key,
