@@ -15,7 +15,6 @@ for the one window in which that can repeat a message.
 from __future__ import annotations
 
 import base64
-
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta

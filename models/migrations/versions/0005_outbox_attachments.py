@@ -8,9 +8,7 @@ Create Date: 2026-11-28 06:11:22.964550
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
-
 
 revision: str = '0005'
 down_revision: str | None = '0004'
