@@ -19,6 +19,7 @@ from bot.context import ClusterContext
 from bot.i18n import N_, Translator
 from bot.languages import LANGUAGES
 from bot.services import audit, charts, exports, stats
+from bot.services.activities import STATUS_LABELS
 from bot.services.fields import ROLE_LABELS
 from bot.services.network import NetworkWave
 from bot.services.surveys.model import text_in
@@ -93,7 +94,7 @@ def _plan(t: Translator, plan: stats.PlanFigures, cluster: Cluster) -> list[str]
     lines = [_heading(t, N_("Action plan"))]
     if not plan.total and not plan.reports_received:
         return lines + [t("No activity planned yet.")]
-    counts = {status: t.number(plan.by_status.get(status, 0)) for status in stats.STATUS_LABELS}
+    counts = {status: t.number(plan.by_status.get(status, 0)) for status in STATUS_LABELS}
     lines.append(t("Activities: {total} — planned {planned}, in progress {in_progress}, done {done}, cancelled {cancelled}").format(
         total=t.number(plan.total), **counts))
     if plan.on_time_share is not None:

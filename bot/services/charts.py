@@ -36,6 +36,7 @@ from bot.fonts import FONT_DIRS, SCRIPT_FONTS
 from bot.i18n import N_, Translator
 from bot.languages import LANGUAGES
 from bot.services import network, stats
+from bot.services.activities import STATUS_LABELS
 from bot.services.fields import ROLE_LABELS
 from bot.services.surveys.model import text_in
 from models import Cluster
@@ -614,13 +615,13 @@ def plan_chart(t: Translator, cluster: Cluster, plan: stats.PlanFigures) -> Char
     if plan.on_time_share is not None:
         subtitle.append(t("Done on time: {share}").format(share=t.percent(plan.on_time_share)))
     subtitle.append(t("Overdue: {count}").format(count=t.number(plan.overdue_count)))
-    statuses = [status for status in plan.by_status if status in stats.STATUS_LABELS or plan.by_status[status]]
+    statuses = [status for status in plan.by_status if status in STATUS_LABELS or plan.by_status[status]]
     colors = {ActivityStatus.PLANNED: SKY, ActivityStatus.IN_PROGRESS: ORANGE, ActivityStatus.DONE: GREEN, ActivityStatus.CANCELLED: GREY}
     return Chart(
         t("Action plan of {cluster}").format(cluster=cluster.name), subtitle,
         [
             BarPanel(
-                t("Activities by status"), [t(stats.STATUS_LABELS[s]) if s in stats.STATUS_LABELS else s for s in statuses],
+                t("Activities by status"), [t(STATUS_LABELS[s]) if s in STATUS_LABELS else s for s in statuses],
                 [Series(t("Activities"), [plan.by_status[s] for s in statuses], BLUE,
                         [colors.get(s, GREY) for s in statuses])],
                 [t.number(plan.by_status[s]) for s in statuses], _integer_ticks(t),

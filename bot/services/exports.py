@@ -37,8 +37,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.i18n import N_, Translator
 from bot.languages import LANGUAGES
 from bot.services import audit
+from bot.services.activities import CATEGORY_LABELS, STATUS_LABELS
 from bot.services.fields import ROLE_LABELS, SIZE_LABELS
-from bot.services.stats import STATUS_LABELS, collector_paused
+from bot.services.stats import collector_paused
 from bot.services.surveys.model import Question, SurveyDefinition, text_in
 from models import (
     Activity,
@@ -55,7 +56,7 @@ from models import (
     SurveyLaunch,
     SurveyResponse,
 )
-from models.action_plan import ActivityCategory, ActivityRole
+from models.action_plan import ActivityRole
 from models.base import as_utc, utcnow
 
 FORMATS = ("xlsx", "csv")
@@ -64,16 +65,6 @@ COMPLETED = "completed"
 PARTITION = 500
 QUEUED_PARTITIONS = 4
 
-CATEGORY_LABELS: dict[str, str] = {
-    ActivityCategory.TRAINING: N_("Training"),
-    ActivityCategory.EXPOSURE_VISIT: N_("Exposure visit"),
-    ActivityCategory.JOINT_MARKETING: N_("Joint marketing"),
-    ActivityCategory.TECHNOLOGY_UPGRADE: N_("Technology upgrade"),
-    ActivityCategory.CREDIT_FINANCE: N_("Credit and finance"),
-    ActivityCategory.COMMON_FACILITY: N_("Common facility"),
-    ActivityCategory.TRUST_MEETING: N_("Trust-building meeting"),
-    ActivityCategory.OTHER: N_("Other"),
-}
 MEMBER_STATUS_LABELS = {"active": N_("Active"), "unreachable": N_("Unreachable"), "left": N_("Left")}
 REPLY_LABELS = {"yes": N_("Yes"), "no": N_("No"), "maybe": N_("Maybe")}
 MEETING_STATUS_LABELS = {"scheduled": N_("Scheduled"), "cancelled": N_("Cancelled")}

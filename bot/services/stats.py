@@ -23,7 +23,6 @@ from sqlalchemy import Select, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.i18n import N_
 from bot.services import network
 from models import (
     Activity,
@@ -53,12 +52,6 @@ TRUST_QUESTIONS = ("trust_firms", "trust_institutions")
 MEETINGS_SHOWN = 10
 OVERDUE_SHOWN = 5
 
-STATUS_LABELS: dict[str, str] = {
-    ActivityStatus.PLANNED: N_("Planned"),
-    ActivityStatus.IN_PROGRESS: N_("In progress"),
-    ActivityStatus.DONE: N_("Done"),
-    ActivityStatus.CANCELLED: N_("Cancelled"),
-}
 
 
 async def stream_rows(session: AsyncSession, statement: Select, size: int = PARTITION) -> AsyncIterator[Any]:
