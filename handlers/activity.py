@@ -8,6 +8,7 @@ to this cluster or activity.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import date
 from html import escape
@@ -22,7 +23,7 @@ from bot.callbacks import StepButton, step_button
 from bot.context import ClusterContext
 from bot.i18n import N_, Translator
 from bot.languages import LANGUAGES
-from bot.services import activities, audit, dialogs, outbox
+from bot.services import activities, audit, outbox
 from bot.services import reports as report_service
 from bot.services.activities import (
     CATEGORY_LABELS,
@@ -36,7 +37,15 @@ from bot.services.fields import ROLE_LABELS
 from bot.services.stakeholders import coordinated_activities
 from bot.services.surveys import service as surveys
 from handlers.cda import refuse
-from handlers.common import answer_stale, inline, mark_answered, send
+from handlers.common import (
+    answer_stale,
+    clear_flow,
+    inline,
+    load_flow,
+    mark_answered,
+    save_step,
+    send,
+)
 from handlers.menus import set_chat_menu
 from models import Activity, Cluster, Stakeholder
 from models.action_plan import ActivityRole, ActivityStatus
@@ -87,19 +96,13 @@ COORDINATOR_ACTIONS = frozenset({"open", "notice", "notice_confirm", "rsvp", "re
 # ---------------------------------------------------------------- state and permissions
 
 
-async def _state(context: ClusterContext):
-    async with context.session() as session:
-        return await dialogs.get_state(session, telegram_user_id=context._user_id)
+_state = load_flow
 
 
-async def _save(context: ClusterContext, step: str, data: dict[str, Any]) -> None:
-    async with context.session() as session:
-        await dialogs.set_state(session, telegram_user_id=context._user_id, flow=FLOW, step=step, data=data)
+_save = functools.partial(save_step, flow=FLOW)
 
 
-async def _clear(context: ClusterContext) -> None:
-    async with context.session() as session:
-        await dialogs.clear_state(session, telegram_user_id=context._user_id)
+_clear = clear_flow
 
 
 async def _allowed_activity(context: ClusterContext, activity_id: Any, action: str) -> Activity | None:

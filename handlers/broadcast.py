@@ -10,6 +10,7 @@ Buttons outside the dialog carry a broadcast id and are checked against it on ev
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -26,7 +27,16 @@ from bot.languages import LANGUAGES
 from bot.services import audit, broadcasts, dialogs
 from bot.services.broadcasts import DEFAULT, FAILURES_PREFIX, HtmlProblem, WhenProblem
 from bot.services.fields import ROLE_LABELS
-from handlers.common import answer_stale, inline, mark_answered, one_per_row, send
+from handlers.common import (
+    answer_stale,
+    clear_flow,
+    inline,
+    load_flow,
+    mark_answered,
+    one_per_row,
+    save_step,
+    send,
+)
 from models import Activity, Cluster
 from models.stakeholder import StakeholderStatus
 
@@ -51,19 +61,13 @@ REFUSAL = N_("Sorry, only the CDA of a cluster can use this command.")
 # ---------------------------------------------------------------------- state and scope
 
 
-async def _state(context: ClusterContext):
-    async with context.session() as session:
-        return await dialogs.get_state(session, telegram_user_id=context._user_id)
+_state = load_flow
 
 
-async def _save(context: ClusterContext, step: str, data: dict[str, Any]) -> None:
-    async with context.session() as session:
-        await dialogs.set_state(session, telegram_user_id=context._user_id, flow=FLOW, step=step, data=data)
+_save = functools.partial(save_step, flow=FLOW)
 
 
-async def _clear(context: ClusterContext) -> None:
-    async with context.session() as session:
-        await dialogs.clear_state(session, telegram_user_id=context._user_id)
+_clear = clear_flow
 
 
 def _allowed(context: ClusterContext, data: dict[str, Any]) -> bool:

@@ -22,6 +22,7 @@ from bot.callbacks import step_button
 from bot.context import ClusterContext
 from bot.i18n import Translator
 from bot.languages import LANGUAGES
+from bot.services import dialogs
 from bot.services.fields import ProfileField
 
 
@@ -42,6 +43,22 @@ def language_keyboard(flow: str, step: str, first: str | None) -> InlineKeyboard
         codes.insert(0, first)
     buttons = [(LANGUAGES[code], step_button(flow, step, code)) for code in codes]
     return inline(buttons[i : i + 2] for i in range(0, len(buttons), 2))
+
+
+async def load_flow(context: ClusterContext):
+    """The user's persisted flow state (dialog_state row), or None."""
+    async with context.session() as session:
+        return await dialogs.get_state(session, telegram_user_id=context._user_id)
+
+
+async def save_step(context: ClusterContext, step: str, data: dict[str, Any], *, flow: str) -> None:
+    async with context.session() as session:
+        await dialogs.set_state(session, telegram_user_id=context._user_id, flow=flow, step=step, data=data)
+
+
+async def clear_flow(context: ClusterContext) -> None:
+    async with context.session() as session:
+        await dialogs.clear_state(session, telegram_user_id=context._user_id)
 
 
 async def send(update: Update, text: str, **kwargs: Any) -> Message:

@@ -18,6 +18,7 @@ a 🔄 button that redraws it on demand, e.g. after a restart.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from datetime import datetime
@@ -44,7 +45,16 @@ from bot.services import audit, dialogs, ics
 from bot.services import meetings as svc
 from bot.services.fields import ROLE_LABELS
 from handlers.cda import refuse
-from handlers.common import answer_stale, inline, is_skip, mark_answered, one_per_row, send
+from handlers.common import (
+    answer_stale,
+    clear_flow,
+    inline,
+    is_skip,
+    mark_answered,
+    one_per_row,
+    save_step,
+    send,
+)
 from models import Cluster, Meeting
 from models.base import as_utc, utcnow
 
@@ -68,14 +78,10 @@ def _local(context: ClusterContext, cluster: Cluster) -> Translator:
     return Translator(context.language, cluster.timezone)
 
 
-async def _save(context: ClusterContext, step: str, data: dict) -> None:
-    async with context.session() as session:
-        await dialogs.set_state(session, telegram_user_id=context._user_id, flow=FLOW, step=step, data=data)
+_save = functools.partial(save_step, flow=FLOW)
 
 
-async def _clear(context: ClusterContext) -> None:
-    async with context.session() as session:
-        await dialogs.clear_state(session, telegram_user_id=context._user_id)
+_clear = clear_flow
 
 
 async def _cluster(context: ClusterContext, data: dict) -> Cluster | None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, time, timedelta
 from html import escape
 
@@ -21,7 +22,15 @@ from bot.services.surveys import service as surveys
 from bot.services.surveys.model import text_in
 from bot.services.surveys.notices import invitation_drafts, invitation_text
 from handlers.cda import refuse
-from handlers.common import answer_stale, inline, mark_answered, one_per_row, send
+from handlers.common import (
+    answer_stale,
+    inline,
+    load_flow,
+    mark_answered,
+    one_per_row,
+    save_step,
+    send,
+)
 from models import Cluster, Survey, SurveyLaunch
 from models.base import utcnow
 
@@ -55,14 +64,10 @@ async def launch(update: Update, context: ClusterContext) -> None:
     await send(update, t("Which survey do you want to send?"), reply_markup=one_per_row(buttons))
 
 
-async def _state(context: ClusterContext):
-    async with context.session() as session:
-        return await dialogs.get_state(session, telegram_user_id=context._user_id)
+_state = load_flow
 
 
-async def _save(context: ClusterContext, step: str, data: dict) -> None:
-    async with context.session() as session:
-        await dialogs.set_state(session, telegram_user_id=context._user_id, flow=FLOW, step=step, data=data)
+_save = functools.partial(save_step, flow=FLOW)
 
 
 async def on_button(update: Update, context: ClusterContext) -> None:
