@@ -152,3 +152,12 @@ def test_cli_scores_ranks_and_exports(tmp_path):
     assert json.loads(zipped.stdout)["format"] == "csv"
     missing = run_cli(tmp_path, "export", "--cluster", "NoSuchCode99", "--format", "xlsx", "--out", str(out))
     assert missing.returncode != 0 and "cluster list" in missing.stderr
+
+
+def test_invite_codes_never_read_as_cli_options(monkeypatch):
+    from bot.services import clusters
+
+    drawn = iter(["-lJ_cHRmNbTQ", "_aB3dE5gH7jK"])
+    monkeypatch.setattr(clusters.secrets, "token_urlsafe", lambda n: next(drawn))
+    code = clusters.new_invite_code()
+    assert code == "_aB3dE5gH7jK" and clusters.is_invite_code(code)

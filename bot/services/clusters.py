@@ -20,8 +20,12 @@ class ClusterError(Exception):
 
 
 def new_invite_code() -> str:
-    # 12 characters from 72 random bits: unguessable, and short enough for a QR code.
-    return secrets.token_urlsafe(9)
+    # 12 characters from 72 random bits: unguessable, and short enough for a QR code. A code
+    # starting with "-" would read as an option to the CLI (`cluster score -abc...`).
+    while True:
+        code = secrets.token_urlsafe(9)
+        if not code.startswith("-"):
+            return code
 
 
 def is_invite_code(text: str) -> bool:
