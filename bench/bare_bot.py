@@ -29,6 +29,7 @@ from telegram.ext import (
 )
 
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]  # as bot/cli.py
+POLL_INTERVAL = 0.05  # as bot/cli.py
 
 
 def _markup(step: int) -> InlineKeyboardMarkup:
@@ -78,7 +79,7 @@ def main() -> None:
     application = builder.build()
     application.add_handler(CallbackQueryHandler(on_callback))
     application.add_handler(MessageHandler(filters.ALL, on_message))
-    application.run_polling(allowed_updates=ALLOWED_UPDATES)
+    application.run_polling(allowed_updates=ALLOWED_UPDATES, poll_interval=POLL_INTERVAL)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from telegram.request import BaseRequest
 from bot.config import Settings
 from bot.context import ClusterApplication, ClusterContext, Deps
 from bot.db import create_engine, create_sessionmaker
+from bot.http import AiohttpRequest
 from bot.jobs import schedule_jobs
 from bot.sender import OutboxSender
 from bot.services.settings_store import BOT_USERNAME, set_value
@@ -127,10 +128,9 @@ def build_application(
         # sender, on a bot of its own), but group chats keep Telegram's 20 a minute and a 429 is
         # waited out and retried.
         builder = builder.rate_limiter(AIORateLimiter(overall_max_rate=0, max_retries=3))
-    if request is not None:
-        builder = builder.request(request)
-    if updates_request is not None:
-        builder = builder.get_updates_request(updates_request)
+    builder = builder.request(request or AiohttpRequest()).get_updates_request(
+        updates_request or AiohttpRequest(connection_pool_size=1)
+    )
     application: ClusterApplication = builder.build()
     application.deps = deps
     add_handlers(application)
