@@ -12,7 +12,7 @@ from bot.db import SessionMaker
 from bot.i18n import Translator
 
 if TYPE_CHECKING:
-    from models import Stakeholder
+    from models import DialogState, Stakeholder
 
 
 @dataclass
@@ -36,6 +36,9 @@ class ClusterContext(CallbackContext[ExtBot, dict, dict, dict]):
     language: str
     cda_cluster_ids: list[int]
     coordinated_activity_ids: list[int] = []
+    # The user's persisted flow as it was when the update arrived (read with the identity, to
+    # spare every typed message a query of its own); load_flow reads it afresh mid-update.
+    dialog_state: DialogState | None = None
 
     @property
     def deps(self) -> Deps:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Executable, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.sqlite import OneTripConnection, async_creator
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "models" / "migrations"
 
@@ -30,7 +32,7 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 10})
+        engine = create_async_engine(url, async_creator=async_creator(url, timeout=10))
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
     return create_async_engine(url, pool_pre_ping=True)
@@ -40,6 +42,25 @@ def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     # expire_on_commit=False: handlers read rows after committing, and a lazy refresh there would
     # need a greenlet they do not have.
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def execute_and_commit(session: AsyncSession, statement: Executable) -> None:
+    """Run one data-changing statement and commit the session's transaction with it.
+
+    On SQLite statement and commit make one trip to the connection's thread; elsewhere this is
+    execute, then commit.
+    """
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    one_trip = isinstance(driver, OneTripConnection)
+    if one_trip:
+        driver.commit_with_next_statement = True
+    try:
+        await connection.execute(statement)
+    finally:
+        if one_trip:
+            driver.commit_with_next_statement = False
+    await session.commit()
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -32,6 +32,7 @@ async def load_user(update: Update, context: ClusterContext) -> None:
     context._user_id = user.id
     context.cda_cluster_ids = cda_cluster_ids
     context.coordinated_activity_ids = identity.coordinated_activity_ids
+    context.dialog_state = identity.dialog_state
     # Telegram's language_code is only a first guess; what the user picked wins.
     context.language = (
         (stakeholder.language if stakeholder else preference)

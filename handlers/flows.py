@@ -6,7 +6,6 @@ from telegram import Update
 from telegram.ext import MessageHandler, filters
 
 from bot.context import ClusterContext
-from bot.services import dialogs
 from handlers import (
     activity,
     broadcast,
@@ -37,8 +36,7 @@ DOCUMENT_ROUTES = _routes("on_document")
 
 
 async def _state(update: Update, context: ClusterContext):
-    async with context.session() as session:
-        return await dialogs.get_state(session, telegram_user_id=update.effective_user.id)
+    return context.dialog_state
 
 
 async def on_text(update: Update, context: ClusterContext) -> None:

@@ -48,13 +48,12 @@ class Loaded:
         return self.definition.question(self.response.current or "")
 
 
-async def _load(context: ClusterContext, response_id: int) -> Loaded | None:
-    async with context.session() as session:
-        response = await session.get(SurveyResponse, response_id)
-        if response is None or not await surveys.owns(session, response=response, telegram_user_id=context._user_id):
-            return None
-        launch = await surveys.cached_row(session, SurveyLaunch, response.launch_id)
-        survey = await surveys.cached_row(session, Survey, response.survey_id)
+async def _load(session, context: ClusterContext, response_id: int) -> Loaded | None:
+    response = await session.get(SurveyResponse, response_id)
+    if response is None or not await surveys.owns(session, response=response, telegram_user_id=context._user_id):
+        return None
+    launch = await surveys.cached_row(session, SurveyLaunch, response.launch_id)
+    survey = await surveys.cached_row(session, Survey, response.survey_id)
     return Loaded(response, launch, survey)
 
 
@@ -189,20 +188,27 @@ async def _mark_answered(context: ClusterContext, chat_id: int, loaded: Loaded, 
         pass  # too old to edit, or already shows it; the answer is saved either way
 
 
+async def _record(session, context: ClusterContext, loaded: Loaded, raw: Any) -> surveys.AnswerOutcome:
+    # The row loaded for this update is current: this user's updates run one at a time.
+    return await surveys.record_answer(
+        session, response=loaded.response, definition=loaded.definition, raw=raw,
+        cluster_id=loaded.launch.cluster_id, today=utcnow().astimezone(context.t.zone).date(),
+    )
+
+
 async def _submit(update: Update, context: ClusterContext, loaded: Loaded, raw: Any) -> None:
-    t = context.t
-    question = loaded.question
     if not surveys.is_open(loaded.launch):
         await _closed(update, context)
         return
+    question = loaded.question
     async with context.session() as session:
-        # The row loaded for this update is current: this user's updates run one at a time.
-        response = loaded.response
-        session.add(response)
-        outcome = await surveys.record_answer(
-            session, response=response, definition=loaded.definition, raw=raw,
-            cluster_id=loaded.launch.cluster_id, today=utcnow().astimezone(t.zone).date(),
-        )
+        outcome = await _record(session, context, loaded, raw)
+    await _respond(update, context, loaded, question, outcome)
+
+
+async def _respond(update: Update, context: ClusterContext, loaded: Loaded, question: Question, outcome) -> None:
+    """Tell the user how their answer went: the question again with the problem, or the next one."""
+    t = context.t
     if not outcome.accepted:
         await show_question(update, context, loaded, warning=problem_text(t, loaded.definition, outcome.problem))
         return
@@ -213,9 +219,8 @@ async def _submit(update: Update, context: ClusterContext, loaded: Loaded, raw: 
             await dialogs.clear_state(session, telegram_user_id=context._user_id)
         await send(update, t("✅ Thank you! All your answers are saved."), reply_markup=ReplyKeyboardRemove())
         return
-    loaded.response = response
     # The answered question no longer has buttons; nothing to clean up before the next one.
-    response.message_id = None
+    loaded.response.message_id = None
     if question.type == "geopoint":
         await send(update, t("Location received"), reply_markup=ReplyKeyboardRemove())
     await show_question(update, context, loaded)
@@ -234,6 +239,28 @@ async def _closed(update: Update, context: ClusterContext) -> None:
     await send(update, context.t("This survey is closed. Thank you for your interest."), reply_markup=ReplyKeyboardRemove())
 
 
+NOT_AN_ANSWER = object()
+
+
+def _button_answer(action: str, loaded: Loaded, question: Question, t) -> Any:
+    """The answer a button press gives, or NOT_AN_ANSWER for Back, paging and toggles."""
+    if action == "skip":
+        return None
+    if action == "ok":
+        return "OK"
+    if action in ("today", "yday"):
+        return utcnow().astimezone(t.zone).date() - timedelta(days=1 if action == "yday" else 0)
+    if action.startswith("r"):
+        return action[1:]
+    if action == "done":
+        return list(loaded.response.pending)
+    if question.type == "select_one" and action.startswith("c") and action[1:].isdigit():
+        index = int(action[1:])
+        if index < len(question.choices):
+            return question.choices[index].name
+    return NOT_AN_ANSWER
+
+
 async def on_answer_button(update: Update, context: ClusterContext) -> None:
     t = context.t
     query = update.callback_query
@@ -243,29 +270,57 @@ async def on_answer_button(update: Update, context: ClusterContext) -> None:
     except (IndexError, ValueError):
         await query.answer(t("This question is no longer open."))
         return
-    loaded = await _load(context, response_id)
-    if loaded is None:
+    outcome = None
+    # One session reads the response and commits the answer: the common press costs one read
+    # and one write.
+    async with context.session() as session:
+        loaded = await _load(session, context, response_id)
+        question = loaded.question if loaded else None
+        verdict = _verdict(loaded, key)
+        if verdict is None:
+            await _follow(session, context, response_id)
+            raw = _button_answer(action, loaded, question, t)
+            if raw is not NOT_AN_ANSWER:
+                outcome = await _record(session, context, loaded, raw)
+    if verdict == "gone":
         await query.answer(t("This question is no longer open."))
-        return
-    question = loaded.question
-    if loaded.response.status == surveys.COMPLETED:
+    elif verdict == "done":
         await query.answer(t("You have already answered this survey. Thank you!"))
-        return
-    if question is None or find_question(loaded.definition, key) is not question:
+    elif verdict == "stale":
         await query.answer(t("This question is no longer open."))
         await show_question(update, context, loaded)
-        return
-    if not surveys.is_open(loaded.launch):
+    elif verdict == "closed":
         await query.answer()
         await _closed(update, context)
-        return
-    async with context.session() as session:
-        # Typed answers must reach this survey even if the user had left it for another flow.
-        state = await dialogs.get_state(session, telegram_user_id=context._user_id)
-        if state is None or state.flow != FLOW or state.data.get("response_id") != response_id:
-            await dialogs.set_state(session, telegram_user_id=context._user_id, flow=FLOW, step="answer", data={"response_id": response_id})
-    await query.answer()
-    await _act(update, context, loaded, question, action, query.message)
+    else:
+        await query.answer()
+        if outcome is not None:
+            await _respond(update, context, loaded, question, outcome)
+        else:
+            await _act(update, context, loaded, question, action, query.message)
+
+
+def _verdict(loaded: Loaded | None, key: str) -> str | None:
+    """Why a press on a question's button cannot be taken, or None when it can."""
+    if loaded is None:
+        return "gone"
+    if loaded.response.status == surveys.COMPLETED:
+        return "done"
+    question = loaded.question
+    if question is None or find_question(loaded.definition, key) is not question:
+        return "stale"
+    if not surveys.is_open(loaded.launch):
+        return "closed"
+    return None
+
+
+async def _follow(session, context: ClusterContext, response_id: int) -> None:
+    """Typed answers must reach this survey even if the user had left it for another flow."""
+    state = context.dialog_state
+    if state is None or state.flow != FLOW or state.data.get("response_id") != response_id:
+        context.dialog_state = await dialogs.set_state(
+            session, telegram_user_id=context._user_id, flow=FLOW, step="answer", data={"response_id": response_id}
+        )
 
 
 async def _act(update: Update, context: ClusterContext, loaded: Loaded, question: Question, action: str, message) -> None:
@@ -279,22 +334,6 @@ async def _act(update: Update, context: ClusterContext, loaded: Loaded, question
             await _mark_answered(context, update.effective_chat.id, loaded, question, t("◀ Back"))
             loaded.response = fresh
         await show_question(update, context, loaded)
-        return
-    if action == "skip":
-        await _submit(update, context, loaded, None)
-        return
-    if action == "ok":
-        await _submit(update, context, loaded, "OK")
-        return
-    if action == "today" or action == "yday":
-        day = utcnow().astimezone(t.zone).date() - timedelta(days=1 if action == "yday" else 0)
-        await _submit(update, context, loaded, day)
-        return
-    if action.startswith("r"):
-        await _submit(update, context, loaded, action[1:])
-        return
-    if action == "done":
-        await _submit(update, context, loaded, list(response.pending))
         return
     if action.startswith("pg") and question.type == "select_stakeholders":
         await _refresh_members(context, loaded, question, message, int(action[2:]) if action[2:].isdigit() else 0)
@@ -312,9 +351,6 @@ async def _act(update: Update, context: ClusterContext, loaded: Loaded, question
         return
     if action.startswith("c") and action[1:].isdigit() and int(action[1:]) < len(question.choices):
         choice = question.choices[int(action[1:])]
-        if question.type == "select_one":
-            await _submit(update, context, loaded, choice.name)
-            return
         if question.type == "select_multiple":
             pending = [c for c in response.pending if c != choice.name] if choice.name in response.pending else [*response.pending, choice.name]
             async with context.session() as session:
@@ -347,7 +383,8 @@ async def _refresh_members(context: ClusterContext, loaded: Loaded, question: Qu
 
 
 async def _current(update: Update, context: ClusterContext, state) -> Loaded | None:
-    loaded = await _load(context, int(state.data.get("response_id", 0)))
+    async with context.session() as session:
+        loaded = await _load(session, context, int(state.data.get("response_id", 0)))
     if loaded is None or loaded.question is None:
         async with context.session() as session:
             await dialogs.clear_state(session, telegram_user_id=context._user_id)

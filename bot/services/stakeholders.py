@@ -364,13 +364,17 @@ class Identity:
     preferred_language: str | None
     coordinated_activity_ids: list[int]
     assigned_cluster_ids: list[int]
+    # The persisted chat flow as the update arrived: typed messages are routed by it.
+    dialog_state: DialogState | None = None
 
 
 async def load_identity(session: AsyncSession, *, telegram_user_id: int) -> Identity:
     user = select(literal(telegram_user_id, BigInteger).label("uid")).subquery()
     rows = (
         await session.exec(
-            select(Stakeholder, UserPreference.language, ActivityPerson.activity_id, CdaAssignment.cluster_id)
+            select(
+                Stakeholder, UserPreference.language, ActivityPerson.activity_id, CdaAssignment.cluster_id, DialogState
+            )
             .select_from(user)
             .outerjoin(Stakeholder, col(Stakeholder.telegram_user_id) == user.c.uid)
             .outerjoin(UserPreference, col(UserPreference.telegram_user_id) == user.c.uid)
@@ -382,6 +386,7 @@ async def load_identity(session: AsyncSession, *, telegram_user_id: int) -> Iden
                 ),
             )
             .outerjoin(CdaAssignment, col(CdaAssignment.telegram_user_id) == user.c.uid)
+            .outerjoin(DialogState, col(DialogState.telegram_user_id) == user.c.uid)
         )
     ).all()
     return Identity(
@@ -389,6 +394,7 @@ async def load_identity(session: AsyncSession, *, telegram_user_id: int) -> Iden
         preferred_language=rows[0][1] if rows else None,
         coordinated_activity_ids=sorted({row[2] for row in rows if row[2] is not None}),
         assigned_cluster_ids=sorted({row[3] for row in rows if row[3] is not None}),
+        dialog_state=rows[0][4] if rows else None,
     )
 
 

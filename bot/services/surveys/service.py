@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.db import execute_and_commit
 from bot.services import audit
 from bot.services.settings_store import get_value, insert_if_absent
 from bot.services.surveys import engine
@@ -387,20 +389,33 @@ async def record_answer(
         return AnswerOutcome(False, problem=problem)
     answers = {**response.answers, question.name: value}
     following = engine.next_question(definition, answers, after=question.name)
-    response.answers = answers
-    response.pending = []
-    response.updated_at = utcnow()
-    if following is None:
-        response.status = COMPLETED
-        response.current = None
-        response.completed_at = utcnow()
-        response.answers = engine.final_answers(definition, answers)
-        await _store_edges(session, response=response, definition=definition, cluster_id=cluster_id)
+    now = utcnow()
+    changes: dict[str, Any] = {"answers": answers, "pending": [], "updated_at": now}
+    if following is not None:
+        await _write(session, response, {**changes, "current": following.name}, commit=True)
     else:
-        response.current = following.name
-    session.add(response)
-    await session.commit()
+        final = engine.final_answers(definition, answers)
+        await _write(session, response, {**changes, "answers": final, "current": None, "status": COMPLETED, "completed_at": now})
+        await _store_edges(session, response=response, definition=definition, cluster_id=cluster_id)
+        await session.commit()
     return AnswerOutcome(True, value=value, completed=following is None)
+
+
+async def _write(session: AsyncSession, response: SurveyResponse, changes: dict[str, Any], *, commit: bool = False) -> None:
+    """One UPDATE of the given columns (committed with it if asked), and the row object brought
+    up to date as if loaded so.
+
+    Every answer goes through here, so it skips the ORM's unit of work (which would diff and
+    flush the whole object) for a plain UPDATE by primary key.
+    """
+    table = SurveyResponse.__table__
+    statement = table.update().where(table.c.id == response.id).values(**changes)
+    if commit:
+        await execute_and_commit(session, statement)
+    else:
+        await (await session.connection()).execute(statement)
+    for name, value in changes.items():
+        set_committed_value(response, name, value)
 
 
 async def go_back(session: AsyncSession, *, response: SurveyResponse, definition: SurveyDefinition) -> bool:
@@ -423,11 +438,7 @@ async def set_pending(session: AsyncSession, *, response: SurveyResponse, pendin
 
 
 async def set_message(session: AsyncSession, *, response: SurveyResponse, message_id: int) -> None:
-    response.message_id = message_id
-    await session.exec(
-        update(SurveyResponse).where(col(SurveyResponse.id) == response.id).values(message_id=message_id)
-    )
-    await session.commit()
+    await _write(session, response, {"message_id": message_id}, commit=True)
 
 
 async def _only_members(session: AsyncSession, *, cluster_id: int, ids: list[int]) -> list[int]:

@@ -1,0 +1,118 @@
+"""SQLite connections for the async engine that make one trip to their thread per statement.
+
+aiosqlite runs each sqlite3 call on a thread of its own and hands the result back to the event
+loop, and SQLAlchemy's adapter makes four such trips for every SELECT (open a cursor, execute,
+fetch, close) and three for every UPDATE. Each trip wakes the loop and trades the GIL between
+threads, which made those hand-overs a large share of the CPU a survey answer costs
+(bench/survey_answers.py). The cursor below does the whole statement -- execute, fetch every row,
+close -- in one trip; SQLAlchemy fetches every row of a non-streaming result at once anyway.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import partial
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.engine import make_url
+
+
+class OneTripCursor:
+    """What SQLAlchemy's aiosqlite adapter uses of ``aiosqlite.Cursor``, one trip per statement."""
+
+    arraysize = 1
+
+    def __init__(self, connection: OneTripConnection) -> None:
+        self._connection = connection
+        self._rows: list[Any] = []
+        self.description = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+
+    async def __aenter__(self) -> OneTripCursor:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    async def execute(self, sql: str, parameters: Any = None) -> OneTripCursor:
+        await self._run(lambda cursor: cursor.execute(sql) if parameters is None else cursor.execute(sql, parameters))
+        return self
+
+    async def executemany(self, sql: str, parameters: Any) -> OneTripCursor:
+        await self._run(lambda cursor: cursor.executemany(sql, parameters))
+        return self
+
+    async def _run(self, statement) -> None:
+        commit, self._connection.commit_with_next_statement = self._connection.commit_with_next_statement, False
+
+        def trip(raw: sqlite3.Connection):
+            cursor = raw.cursor()
+            try:
+                statement(cursor)
+                rows = cursor.fetchall() if cursor.description else []
+                result = rows, cursor.description, cursor.rowcount, cursor.lastrowid
+            finally:
+                cursor.close()
+            if commit:
+                raw.commit()
+            return result
+
+        self._rows, self.description, self.rowcount, self.lastrowid = await self._connection.on_thread(trip)
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        size = size or self.arraysize
+        rows, self._rows = self._rows[:size], self._rows[size:]
+        return rows
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class OneTripConnection(aiosqlite.Connection):
+    # Set by bot.db.execute_and_commit: the next statement commits on the thread, in the same
+    # trip, so the write lock is held for microseconds instead of across two hand-overs (where
+    # other writers meet a locked database and sleep in SQLite's busy handler).
+    commit_with_next_statement = False
+
+    def cursor(self) -> OneTripCursor:  # type: ignore[override]
+        return OneTripCursor(self)
+
+    # The pool rolls back every connection it gets back, and most come back right after a commit
+    # or from reads that never began a transaction: there is nothing to end, so no trip is made.
+    # (sqlite3 reads the flag without touching the database; nothing else runs on the connection
+    # while it is being committed, rolled back or returned.)
+
+    async def commit(self) -> None:
+        if self._connection is not None and self._connection.in_transaction:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        if self._connection is not None and self._connection.in_transaction:
+            await super().rollback()
+
+    async def on_thread(self, function):
+        """Run ``function(sqlite3_connection)`` on this connection's thread."""
+        return await self._execute(lambda: function(self._conn))
+
+
+def async_creator(url: str, *, timeout: float):
+    """``create_async_engine(async_creator=...)`` for a file database named by ``url``."""
+    database = make_url(url).database or ":memory:"
+
+    async def connect() -> OneTripConnection:
+        connection = OneTripConnection(partial(sqlite3.connect, database, timeout=timeout), 64)
+        # As SQLAlchemy does for aiosqlite's own connections: a forgotten connection must not
+        # keep the interpreter from exiting.
+        getattr(connection, "_thread", connection).daemon = True
+        return await connection
+
+    return connect
