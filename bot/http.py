@@ -9,7 +9,6 @@ the same ``TimedOut`` / ``NetworkError`` the rest of the bot (and PTB's retries)
 
 from __future__ import annotations
 
-import asyncio
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
@@ -91,7 +90,7 @@ class AiohttpRequest(BaseRequest):
         try:
             async with self._session.request(method, url, data=body, timeout=timeout) as response:
                 return response.status, await response.read()
-        except asyncio.TimeoutError as error:
+        except TimeoutError as error:
             raise TimedOut from error
         except aiohttp.ClientError as error:
             raise NetworkError(f"aiohttp.{error.__class__.__name__}: {error}") from error
