@@ -9,7 +9,6 @@ the same ``TimedOut`` / ``NetworkError`` the rest of the bot (and PTB's retries)
 
 from __future__ import annotations
 
-
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
