@@ -44,7 +44,7 @@ def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-async def execute_and_commit(session: AsyncSession, statement: Executable) -> None:
+async def execute_and_commit(session: AsyncSession, statement: Executable, params: dict | None = None) -> None:
     """Run one data-changing statement and commit the session's transaction with it.
 
     On SQLite statement and commit make one trip to the connection's thread; elsewhere this is
@@ -56,7 +56,7 @@ async def execute_and_commit(session: AsyncSession, statement: Executable) -> No
     if one_trip:
         driver.commit_with_next_statement = True
     try:
-        await connection.execute(statement)
+        await connection.execute(statement, params)
     finally:
         if one_trip:
             driver.commit_with_next_statement = False

@@ -48,6 +48,7 @@ class Translator:
         # The Indian English and Indian-language locales group digits as 12,34,567.
         self.locale = Locale.parse(f"{self.language}_IN")
         self._catalog = _catalog(self.language)
+        self._small_numbers: dict[int, str] = {}
 
     def gettext(self, message: str) -> str:
         return self._catalog.gettext(message)
@@ -58,6 +59,13 @@ class Translator:
         return self._catalog.ngettext(singular, plural, count)
 
     def number(self, value: float | int) -> str:
+        # Progress ("3 / 20"), counts and pages are small whole numbers, formatted on every
+        # question: Babel's formatting is worth doing once per number.
+        if type(value) is int and 0 <= value < 1000:
+            text = self._small_numbers.get(value)
+            if text is None:
+                text = self._small_numbers[value] = format_decimal(value, locale=self.locale)
+            return text
         return format_decimal(value, locale=self.locale)
 
     def percent(self, value: float) -> str:

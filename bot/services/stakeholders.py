@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, func, literal
+from sqlalchemy import BigInteger, and_, bindparam, func
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -368,27 +368,32 @@ class Identity:
     dialog_state: DialogState | None = None
 
 
-async def load_identity(session: AsyncSession, *, telegram_user_id: int) -> Identity:
-    user = select(literal(telegram_user_id, BigInteger).label("uid")).subquery()
-    rows = (
-        await session.exec(
-            select(
-                Stakeholder, UserPreference.language, ActivityPerson.activity_id, CdaAssignment.cluster_id, DialogState
-            )
-            .select_from(user)
-            .outerjoin(Stakeholder, col(Stakeholder.telegram_user_id) == user.c.uid)
-            .outerjoin(UserPreference, col(UserPreference.telegram_user_id) == user.c.uid)
-            .outerjoin(
-                ActivityPerson,
-                and_(
-                    col(ActivityPerson.stakeholder_id) == Stakeholder.id,
-                    col(ActivityPerson.role) == ActivityRole.COORDINATOR,
-                ),
-            )
-            .outerjoin(CdaAssignment, col(CdaAssignment.telegram_user_id) == user.c.uid)
-            .outerjoin(DialogState, col(DialogState.telegram_user_id) == user.c.uid)
+def _identity_query():
+    user = select(bindparam("uid", type_=BigInteger).label("uid")).subquery()
+    return (
+        select(Stakeholder, UserPreference.language, ActivityPerson.activity_id, CdaAssignment.cluster_id, DialogState)
+        .select_from(user)
+        .outerjoin(Stakeholder, col(Stakeholder.telegram_user_id) == user.c.uid)
+        .outerjoin(UserPreference, col(UserPreference.telegram_user_id) == user.c.uid)
+        .outerjoin(
+            ActivityPerson,
+            and_(
+                col(ActivityPerson.stakeholder_id) == Stakeholder.id,
+                col(ActivityPerson.role) == ActivityRole.COORDINATOR,
+            ),
         )
-    ).all()
+        .outerjoin(CdaAssignment, col(CdaAssignment.telegram_user_id) == user.c.uid)
+        .outerjoin(DialogState, col(DialogState.telegram_user_id) == user.c.uid)
+    )
+
+
+# Built once: every update runs it, and a statement object that is reused keeps its cache key
+# instead of SQLAlchemy walking a fresh one each time.
+IDENTITY_QUERY = _identity_query()
+
+
+async def load_identity(session: AsyncSession, *, telegram_user_id: int) -> Identity:
+    rows = (await session.exec(IDENTITY_QUERY, params={"uid": telegram_user_id})).all()
     return Identity(
         stakeholder=rows[0][0] if rows else None,
         preferred_language=rows[0][1] if rows else None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -401,6 +401,21 @@ async def record_answer(
     return AnswerOutcome(True, value=value, completed=following is None)
 
 
+# UPDATE statements by the columns they set, built once: an answer's UPDATE is then run from
+# its cached compiled form without SQLAlchemy walking a new statement for its cache key.
+_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _update_of(columns: tuple[str, ...]):
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        table = SurveyResponse.__table__
+        statement = _UPDATES[columns] = (
+            table.update().where(table.c.id == bindparam("row_id")).values({c: bindparam(f"new_{c}") for c in columns})
+        )
+    return statement
+
+
 async def _write(session: AsyncSession, response: SurveyResponse, changes: dict[str, Any], *, commit: bool = False) -> None:
     """One UPDATE of the given columns (committed with it if asked), and the row object brought
     up to date as if loaded so.
@@ -408,12 +423,13 @@ async def _write(session: AsyncSession, response: SurveyResponse, changes: dict[
     Every answer goes through here, so it skips the ORM's unit of work (which would diff and
     flush the whole object) for a plain UPDATE by primary key.
     """
-    table = SurveyResponse.__table__
-    statement = table.update().where(table.c.id == response.id).values(**changes)
+    columns = tuple(sorted(changes))
+    statement = _update_of(columns)
+    params = {"row_id": response.id, **{f"new_{c}": changes[c] for c in columns}}
     if commit:
-        await execute_and_commit(session, statement)
+        await execute_and_commit(session, statement, params)
     else:
-        await (await session.connection()).execute(statement)
+        await (await session.connection()).execute(statement, params)
     for name, value in changes.items():
         set_committed_value(response, name, value)
 
