@@ -86,17 +86,38 @@ class OneTripConnection(aiosqlite.Connection):
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
 
+    # Trips handed to the thread and trips it has finished, each counter written by one thread
+    # only: while they differ, a statement may still be on its way (its caller cancelled, say).
+    _submitted = 0
+    _finished = 0
+
+    async def _execute(self, fn, *args, **kwargs):
+        self._submitted += 1
+
+        def counted():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._finished += 1
+
+        return await super()._execute(counted)
+
+    def _may_hold_transaction(self) -> bool:
+        # sqlite3 reads the flag without touching the database; it is only read once the thread
+        # is idle, and a statement still queued (its caller cancelled) may yet open one.
+        if self._finished != self._submitted:
+            return True
+        return self._connection is not None and self._connection.in_transaction
+
     # The pool rolls back every connection it gets back, and most come back right after a commit
     # or from reads that never began a transaction: there is nothing to end, so no trip is made.
-    # (sqlite3 reads the flag without touching the database; nothing else runs on the connection
-    # while it is being committed, rolled back or returned.)
 
     async def commit(self) -> None:
-        if self._connection is not None and self._connection.in_transaction:
+        if self._may_hold_transaction():
             await super().commit()
 
     async def rollback(self) -> None:
-        if self._connection is not None and self._connection.in_transaction:
+        if self._may_hold_transaction():
             await super().rollback()
 
     async def on_thread(self, function):

@@ -154,3 +154,35 @@ async def test_failed_one_trip_commit_leaves_nothing_behind(sqlite_engine):
     async with sqlite_engine.connect() as connection:
         rows = (await connection.execute(text("SELECT id, name FROM item"))).all()
     assert [tuple(row) for row in rows] == [(1, "one")]
+
+
+async def test_rollback_after_a_cancelled_statement_still_ends_its_transaction(tmp_path):
+    """A caller cancelled while its UPDATE waits for the thread: the UPDATE still runs and opens
+    a transaction, so the rollback that follows must not be skipped as 'nothing to end'."""
+    import time
+
+    from bot.sqlite import async_creator
+
+    path = tmp_path / "cancel.db"
+    connect = async_creator(f"sqlite+aiosqlite:///{path}", timeout=0.2)
+    first, second = await connect(), await connect()
+    try:
+        async with first.cursor() as cursor:
+            await cursor.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)")
+        busy = asyncio.create_task(first.on_thread(lambda raw: time.sleep(0.2)))
+        await asyncio.sleep(0.01)
+        update = asyncio.create_task(first.cursor().execute("INSERT INTO item (name) VALUES ('x')"))
+        await asyncio.sleep(0.01)
+        update.cancel()
+        await first.rollback()  # while the INSERT still waits behind the sleep
+        await busy
+        await first.on_thread(lambda raw: None)  # the INSERT has run by now
+        async with second.cursor() as cursor:  # would meet "database is locked" otherwise
+            await cursor.execute("INSERT INTO item (name) VALUES ('y')")
+        await second.commit()
+        async with second.cursor() as cursor:
+            await cursor.execute("SELECT name FROM item")
+            assert [tuple(row) for row in await cursor.fetchall()] == [("y",)]
+    finally:
+        await first.close()
+        await second.close()
