@@ -4,13 +4,14 @@ aiosqlite runs each sqlite3 call on a thread of its own and hands the result bac
 loop, and SQLAlchemy's adapter makes four such trips for every SELECT (open a cursor, execute,
 fetch, close) and three for every UPDATE. Each trip wakes the loop and trades the GIL between
 threads, which made those hand-overs a large share of the CPU a survey answer costs
-(bench/survey_answers.py). The cursor below does the whole statement -- execute, fetch every row,
-close -- in one trip; SQLAlchemy fetches every row of a non-streaming result at once anyway.
+(bench/survey_answers.py). The cursor below does a whole statement -- execute, fetch its rows,
+close -- in one trip.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from functools import partial
 from typing import Any
 
@@ -19,13 +20,20 @@ from sqlalchemy.engine import make_url
 
 
 class OneTripCursor:
-    """What SQLAlchemy's aiosqlite adapter uses of ``aiosqlite.Cursor``, one trip per statement."""
+    """What SQLAlchemy's aiosqlite adapter uses of ``aiosqlite.Cursor``, one trip per statement.
 
+    The first trip executes and fetches up to ``CHUNK`` rows; a result that fits (every query a
+    chat update makes) is then closed in that same trip. A longer one -- an export streaming
+    100,000 answers -- keeps its cursor open on the thread and is fetched a chunk per trip.
+    """
+
+    CHUNK = 1000
     arraysize = 1
 
     def __init__(self, connection: OneTripConnection) -> None:
         self._connection = connection
-        self._rows: list[Any] = []
+        self._rows: deque[Any] = deque()
+        self._open: sqlite3.Cursor | None = None  # only ever used on the connection's thread
         self.description = None
         self.rowcount = -1
         self.lastrowid: int | None = None
@@ -34,7 +42,7 @@ class OneTripCursor:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        return None
+        await self.close()
 
     async def execute(self, sql: str, parameters: Any = None) -> OneTripCursor:
         await self._run(lambda cursor: cursor.execute(sql) if parameters is None else cursor.execute(sql, parameters))
@@ -45,36 +53,66 @@ class OneTripCursor:
         return self
 
     async def _run(self, statement) -> None:
+        await self.close()
         commit, self._connection.commit_with_next_statement = self._connection.commit_with_next_statement, False
+        chunk = self.CHUNK
 
         def trip(raw: sqlite3.Connection):
             cursor = raw.cursor()
             try:
                 statement(cursor)
-                rows = cursor.fetchall() if cursor.description else []
+                rows = cursor.fetchmany(chunk) if cursor.description else []
                 result = rows, cursor.description, cursor.rowcount, cursor.lastrowid
-            finally:
+            except BaseException:
+                cursor.close()
+                raise
+            more = len(rows) == chunk
+            if not more:
                 cursor.close()
             if commit:
                 raw.commit()
-            return result
+            return (*result, cursor if more else None)
 
-        self._rows, self.description, self.rowcount, self.lastrowid = await self._connection.on_thread(trip)
+        rows, self.description, self.rowcount, self.lastrowid, self._open = await self._connection.on_thread(trip)
+        self._rows = deque(rows)
+
+    async def _fetch(self, size: int | None) -> None:
+        """Bring ``size`` more rows (every row if None) from the open cursor into the buffer."""
+        cursor = self._open
+
+        def trip(_raw: sqlite3.Connection):
+            rows = cursor.fetchall() if size is None else cursor.fetchmany(size)
+            done = size is None or len(rows) < size
+            if done:
+                cursor.close()
+            return rows, done
+
+        rows, done = await self._connection.on_thread(trip)
+        self._rows.extend(rows)
+        if done:
+            self._open = None
 
     async def fetchall(self) -> list[Any]:
-        rows, self._rows = self._rows, []
+        if self._open is not None:
+            await self._fetch(None)
+        rows, self._rows = list(self._rows), deque()
         return rows
 
     async def fetchmany(self, size: int | None = None) -> list[Any]:
         size = size or self.arraysize
-        rows, self._rows = self._rows[:size], self._rows[size:]
-        return rows
+        if len(self._rows) < size and self._open is not None:
+            await self._fetch(max(size, self.CHUNK))
+        return [self._rows.popleft() for _ in range(min(size, len(self._rows)))]
 
     async def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
+        rows = await self.fetchmany(1)
+        return rows[0] if rows else None
 
     async def close(self) -> None:
-        self._rows = []
+        self._rows = deque()
+        if self._open is not None:
+            cursor, self._open = self._open, None
+            await self._connection.on_thread(lambda _raw: cursor.close())
 
 
 class OneTripConnection(aiosqlite.Connection):

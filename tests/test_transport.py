@@ -186,3 +186,34 @@ async def test_rollback_after_a_cancelled_statement_still_ends_its_transaction(t
     finally:
         await first.close()
         await second.close()
+
+
+async def test_long_results_stream_in_chunks_and_short_ones_make_one_trip(sqlite_engine, monkeypatch):
+    from bot.sqlite import OneTripCursor
+
+    monkeypatch.setattr(OneTripCursor, "CHUNK", 10)
+    async with sqlite_engine.begin() as connection:
+        await connection.execute(text("INSERT INTO item (name) VALUES (:name)"), [{"name": f"n{i}"} for i in range(95)])
+
+    async def stream():
+        async with sqlite_engine.connect() as connection:
+            result = await connection.stream(text("SELECT id FROM item ORDER BY id"))
+            seen = [row.id async for row in result]
+            assert seen == list(range(1, 96))
+
+    # the first trip brings 10 rows, later ones as many as SQLAlchemy's growing buffer asks for
+    assert 2 <= await _trips(sqlite_engine, stream) < 10
+
+    async def fetch_all():
+        async with sqlite_engine.connect() as connection:
+            assert len((await connection.execute(text("SELECT id FROM item"))).all()) == 95
+
+    assert await _trips(sqlite_engine, fetch_all) == 2  # a chunk, then the rest at once
+
+    async def abandoned():
+        async with sqlite_engine.connect() as connection:
+            result = await connection.stream(text("SELECT id FROM item"))
+            assert (await result.fetchmany(3)) == [(1,), (2,), (3,)]
+            await result.close()  # the cursor left open on the thread is closed there
+
+    assert await _trips(sqlite_engine, abandoned) == 2
