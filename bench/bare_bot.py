@@ -1,14 +1,15 @@
 """The baseline for bench.survey_answers: a bare python-telegram-bot bot that only replies.
 
-It polls the same Bot API stand-in with the same polling settings as ``python -m bot run``
-(``run_polling`` defaults, the same ``allowed_updates``) and runs up to 64 updates at once, like
-the Cluster Bot's ``PerUserUpdateProcessor(64)``. It answers every callback query and replies to
+It polls the same Bot API stand-in with the same polling settings as ``python -m bot run`` (the
+same poll interval and ``allowed_updates``) and runs up to 64 updates at once, like the Cluster
+Bot's ``PerUserUpdateProcessor(64)``. Its transport is PTB's default (httpx). It answers every callback query and replies to
 every update with one message carrying a question-like inline keyboard (five range buttons and
 Back), so the load generator can drive it with exactly the protocol it uses for the real bot.
 
 Configured from the environment like the real bot: BOT_TOKEN, TELEGRAM_BASE_URL,
-TELEGRAM_BASE_FILE_URL. ``BARE_RATE_LIMITER=1`` adds the same ``AIORateLimiter(max_retries=3)``
-the Cluster Bot uses (a diagnostic, off by default).
+TELEGRAM_BASE_FILE_URL. Diagnostics, off by default: ``BARE_RATE_LIMITER=1`` adds the same
+``AIORateLimiter(max_retries=3)`` the Cluster Bot uses; ``BARE_AIOHTTP=1`` gives it the Cluster
+Bot's aiohttp transport (``bot/http.py``).
 
     python -m bench.bare_bot
 """
@@ -76,6 +77,12 @@ def main() -> None:
     )
     if os.environ.get("BARE_RATE_LIMITER") == "1":
         builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+    if os.environ.get("BARE_AIOHTTP") == "1":
+        from bot.http import AiohttpRequest
+
+        builder = builder.request(AiohttpRequest()).get_updates_request(
+            AiohttpRequest(connection_pool_size=1)
+        )
     application = builder.build()
     application.add_handler(CallbackQueryHandler(on_callback))
     application.add_handler(MessageHandler(filters.ALL, on_message))

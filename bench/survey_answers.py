@@ -22,7 +22,7 @@ Each bot gets ``--budget`` seconds (default 45) of answering: users still in the
 stop after their current answer and the figures cover the answers given. A bot that is fast
 enough (about 90 answers/s for 200 x 20) finishes the whole survey within the budget.
 Diagnostics: ``--ours instrumented`` (SQL and wall-time accounting per update, see
-bench/_instrumented_bot.py), ``--ours no-rate-limiter``, ``--bare-rate-limiter``,
+bench/_instrumented_bot.py), ``--ours no-rate-limiter``, ``--bare-rate-limiter``, ``--bare-aiohttp``,
 ``--profile DIR`` (py-spy), ``--cold-salt``.
 
     python -m bench.survey_answers                     # 200 users x 20 questions
@@ -671,6 +671,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="diagnostics: give the bare bot the Cluster Bot's AIORateLimiter(max_retries=3)",
     )
     parser.add_argument(
+        "--bare-aiohttp",
+        action="store_true",
+        help="diagnostics: give the bare bot the Cluster Bot's aiohttp transport (bot/http.py) "
+        "instead of PTB's default httpx, to see the ratio with the transport factored out",
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         help="diagnostics: sample each bot with py-spy during the run; collapsed stacks go to DIR",
@@ -752,7 +758,13 @@ async def amain(args: argparse.Namespace) -> int:
             env = {"PYTHONPATH": str(ROOT)}
             if args.bare_rate_limiter:
                 env["BARE_RATE_LIMITER"] = "1"
-            name = "bare PTB" + (" [AIORateLimiter]" if args.bare_rate_limiter else "")
+            if args.bare_aiohttp:
+                env["BARE_AIOHTTP"] = "1"
+            name = (
+                "bare PTB"
+                + (" [AIORateLimiter]" if args.bare_rate_limiter else "")
+                + (" [aiohttp]" if args.bare_aiohttp else "")
+            )
             results.append(
                 await run_bot(
                     name,
