@@ -288,6 +288,12 @@ def _print_human(command: str, result: Any) -> None:
         print(f"User {result['user_id']} is now a CDA of {result['cluster']!r}.")
 
 
+# A pause between getUpdates calls while updates keep coming: a busy bot then fetches them in
+# batches instead of paying a whole request for each one. An idle bot is unaffected -- its
+# long poll returns as soon as the next update arrives.
+POLL_INTERVAL = 0.05
+
+
 def _serve(settings: Settings) -> int:
     from bot.app import build_application
 
@@ -316,12 +322,6 @@ def _serve(settings: Settings) -> int:
             allowed_updates=["message", "callback_query", "my_chat_member"], poll_interval=POLL_INTERVAL
         )
     return 0
-
-
-# A pause between getUpdates calls while updates keep coming: a busy bot then fetches them in
-# batches instead of paying a whole request for each one. An idle bot is unaffected -- its
-# long poll returns as soon as the next update arrives.
-POLL_INTERVAL = 0.05
 
 
 def main(argv: list[str] | None = None) -> int:
