@@ -4,6 +4,7 @@ and my_chat_member blocking and unblocking."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -305,6 +306,9 @@ async def test_crash_mid_drain_then_restart_sends_each_message_once(sessionmaker
         task.cancel()
     await asyncio.gather(drain, *crashed._inflight, return_exceptions=True)
     LIVE_WORKERS.discard(crashed.worker)
+    # A killed process takes its database connections with it; here a connection abandoned by a
+    # cancelled task is only closed when it is collected, and until then may hold SQLite's lock.
+    gc.collect()
     assert OutboxStatus.SENDING in {row.status for row in await rows(sessionmaker)}
 
     api.on("sendMessage", None)
