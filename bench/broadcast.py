@@ -72,23 +72,16 @@ def blocked_of(chats: list[int]) -> set[int]:
 
 async def prepare(url: str, count: int, *, reset_postgres: bool) -> int:
     """Migrate, add one cluster with ``count`` members, create and start the broadcast."""
-    from sqlalchemy import text
 
-    from bot.db import create_engine, create_sessionmaker, upgrade_database
+    from bench._database import migrated_engine
+    from bot.db import create_sessionmaker
     from bot.services import broadcasts
     from bot.services.clusters import create_cluster
     from bot.services.stakeholders import NOTICE_VERSION
     from models import Membership, Stakeholder
 
-    if url.startswith("postgresql") and reset_postgres:
-        engine = create_engine(url)
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-        await engine.dispose()
-    engine = create_engine(url)
+    engine = await migrated_engine(url, reset_postgres=reset_postgres)
     try:
-        await upgrade_database(engine)
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             cluster = await create_cluster(session, name="Bench Brassware")

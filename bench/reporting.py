@@ -46,10 +46,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlmodel import select
 
-from bot.db import create_engine, create_sessionmaker, upgrade_database
+from bench._database import migrated_engine
+from bot.db import create_engine, create_sessionmaker
 from models import (
     Activity,
     ActivityPerson,
@@ -520,12 +521,7 @@ async def prepare(args: argparse.Namespace) -> None:
     """Migrate and fill the database; prints the cluster id and the answer count as JSON.
 
     Runs in a child process, so what generating allocates is not counted in the measured one."""
-    engine = create_engine(args.database_url)
-    if args.database_url.startswith("postgresql") and args.reset_postgres:
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    await upgrade_database(engine)
+    engine = await migrated_engine(args.database_url, reset_postgres=args.reset_postgres)
     try:
         cluster, answers = await generate(
             create_sessionmaker(engine),

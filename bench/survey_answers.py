@@ -127,24 +127,17 @@ async def prepare_database(
     url: str, *, users: int, questions: int, reset_postgres: bool, cold_salt: bool
 ) -> int:
     """Migrate, then one cluster, the members, the survey and a launch; returns the launch id."""
-    from sqlalchemy import text
 
-    from bot.db import create_engine, create_sessionmaker, upgrade_database
+    from bench._database import migrated_engine
+    from bot.db import create_sessionmaker
     from bot.services.clusters import create_cluster
     from bot.services.stakeholders import register
     from bot.services.surveys import service as surveys
     from bot.services.surveys.loaders import load_yaml_text
     from models.base import utcnow
 
-    if url.startswith("postgresql") and reset_postgres:
-        engine = create_engine(url)
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-        await engine.dispose()
-    engine = create_engine(url)
+    engine = await migrated_engine(url, reset_postgres=reset_postgres)
     try:
-        await upgrade_database(engine)
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             cluster = await create_cluster(
