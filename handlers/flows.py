@@ -35,12 +35,8 @@ LOCATION_ROUTES = _routes("on_location")
 DOCUMENT_ROUTES = _routes("on_document")
 
 
-async def _state(update: Update, context: ClusterContext):
-    return context.dialog_state
-
-
 async def on_text(update: Update, context: ClusterContext) -> None:
-    state = await _state(update, context)
+    state = context.dialog_state
     route = TEXT_ROUTES.get(state.flow) if state else None
     if route is not None:
         await route(update, context, state)
@@ -52,7 +48,7 @@ async def on_text(update: Update, context: ClusterContext) -> None:
 
 def _router(routes):
     async def route_message(update: Update, context: ClusterContext) -> None:
-        state = await _state(update, context)
+        state = context.dialog_state
         route = routes.get(state.flow) if state else None
         if route is not None:
             await route(update, context, state)
